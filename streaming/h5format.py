@@ -1,0 +1,178 @@
+"""The event HDF5 format of the EventHDR dataset and event_cnn_minimal: reader and writer.
+
+See shared/spec/event-h5-format.md. Inside the program events are EventPackets
+(int64 microseconds, +1/-1 polarity); this module is the edge where units convert.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+
+CHUNK_EVENTS = 1 << 20
+
+
+def _seconds_to_us(ts: np.ndarray) -> np.ndarray:
+    return np.rint(ts * 1e6).astype(np.int64)
+
+
+class EventH5Reader:
+    """Chunked, validating reader. Nothing is read whole: files can hold 10^9 events."""
+
+    def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"{path}: no such file")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError:
+            raise InputError(f"{path}: not an HDF5 file (expected the event_cnn_minimal/EventHDR layout)") from None
+        ev = self._f.get("events")
+        missing = [k for k in ("xs", "ys", "ts", "ps") if ev is None or k not in ev]
+        if missing:
+            raise InputError(f"{path}: missing datasets {', '.join('events/' + k for k in missing)} "
+                             f"(expected the event_cnn_minimal/EventHDR layout)")
+        self._xs, self._ys, self._ts, self._ps = ev["xs"], ev["ys"], ev["ts"], ev["ps"]
+        n = {len(d) for d in (self._xs, self._ys, self._ts, self._ps)}
+        if len(n) != 1:
+            raise InputError(f"{path}: events/xs, ys, ts, ps differ in length (truncated file?)")
+        self.num_events = n.pop()
+        if self.num_events == 0:
+            raise InputError(f"{path}: the file holds no events")
+        self._ts_in_seconds = self._ts.dtype.kind == "f"
+        self.height, self.width = self._resolve_size(sensor_size)
+        self._last_t = np.iinfo(np.int64).min
+
+    def _resolve_size(self, override):
+        if override is not None:
+            return override
+        res = self._f.attrs.get("sensor_resolution")
+        if res is None:
+            raise InputError(f"{self.path}: no sensor_resolution attribute; pass --sensor-size HxW")
+        h, w = (int(v) for v in res)
+        return h, w
+
+    @property
+    def t0_us(self) -> int:
+        return int(self.read(0, 1).t[0])
+
+    @property
+    def t_last_us(self) -> int:
+        t = self._ts[self.num_events - 1]
+        return int(_seconds_to_us(np.asarray(t))) if self._ts_in_seconds else int(t)
+
+    def read(self, start: int, stop: int) -> EventPacket:
+        """Events [start, stop), converted and checked; bad data ends the replay clearly."""
+        ts = self._ts[start:stop]
+        if self._ts_in_seconds:
+            if not np.isfinite(ts).all():
+                raise InputError(f"{self.path}: events/ts holds NaN or inf near event {start}")
+            t = _seconds_to_us(ts)
+        else:
+            t = ts.astype(np.int64)
+        x = self._xs[start:stop].astype(np.int64)
+        y = self._ys[start:stop].astype(np.int64)
+        p = self._ps[start:stop]
+        self._check(start, t, x, y)
+        if p.dtype == np.bool_ or p.min() >= 0:
+            pol = np.where(p > 0, 1, -1).astype(np.int8)
+        else:
+            pol = np.sign(p).astype(np.int8)
+        return EventPacket(t, x.astype(np.uint16), y.astype(np.uint16), pol)
+
+    def _check(self, start, t, x, y):
+        prev = np.concatenate(([self._last_t], t[:-1])) if start > 0 else t[:-1]
+        body = t[1:] if start == 0 else t
+        bad = np.flatnonzero(body < prev)
+        if bad.size:
+            i = start + int(bad[0]) + (1 if start == 0 else 0)
+            raise InputError(f"{self.path}: timestamps decrease at event {i}; the file must be time-sorted")
+        self._last_t = int(t[-1]) if t.size else self._last_t
+        out = (x < 0) | (x >= self.width) | (y < 0) | (y >= self.height)
+        if out.any():
+            i = int(np.flatnonzero(out)[0])
+            raise InputError(f"{self.path}: event {start + i} at (x={x[i]}, y={y[i]}) lies outside the "
+                             f"{self.width}x{self.height} sensor; fix sensor_resolution or pass --sensor-size HxW")
+
+    def chunks(self, chunk: int = CHUNK_EVENTS):
+        for s in range(0, self.num_events, chunk):
+            yield self.read(s, min(s + chunk, self.num_events))
+
+    def references(self) -> list[ReferenceFrame]:
+        """The intensity images, in timestamp order, as linear float32 in [0, 1]."""
+        grp = self._f.get("images")
+        if grp is None:
+            return []
+        refs = []
+        for name in grp:
+            d = grp[name]
+            img = d[()]
+            scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
+            if img.ndim == 3:  # colour: the luminance the sensor would see
+                img = img.mean(axis=2)
+            ts = d.attrs.get("timestamp")
+            if ts is None:
+                raise InputError(f"{self.path}: images/{name} has no timestamp attribute")
+            t_us = int(_seconds_to_us(np.asarray(ts))) if self._ts_in_seconds else int(ts)
+            refs.append(ReferenceFrame(t_us, (img / scale).astype(np.float32),
+                                       int(d.attrs.get("event_idx", -1))))
+        refs.sort(key=lambda r: r.t_us)
+        return refs
+
+    def close(self):
+        self._f.close()
+
+
+class EventH5Writer:
+    """Writes every field of the spec, appending as it goes (simulators stream into it)."""
+
+    def __init__(self, path: str | Path, height: int, width: int):
+        self._f = h5py.File(path, "w")
+        self.height, self.width = height, width
+        ev = self._f.create_group("events")
+        for name, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
+            ev.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(1 << 16,))
+        self._images = self._f.create_group("images")
+        self._n = self._pos = self._nimg = 0
+        self._t0 = self._tk = None
+
+    def add_events(self, ev: EventPacket):
+        n = len(ev)
+        if n == 0:
+            return
+        d = self._f["events"]
+        for name, arr in (("xs", ev.x.astype(np.int16)), ("ys", ev.y.astype(np.int16)),
+                          ("ts", ev.t.astype(np.float64) * 1e-6), ("ps", ev.p > 0)):
+            d[name].resize((self._n + n,))
+            d[name][self._n:] = arr
+        self._n += n
+        self._pos += int((ev.p > 0).sum())
+        self._t0 = int(ev.t[0]) if self._t0 is None else self._t0
+        self._tk = int(ev.t[-1])
+
+    def add_image(self, t_us: int, image: np.ndarray):
+        """image: uint8 or uint16 (H, W). Call soon after adding the events up to t_us."""
+        start = max(0, self._n - (1 << 16))
+        k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
+        d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
+        # event_cnn_minimal's convention: the index of the last event before the image
+        d.attrs.update(timestamp=t_us * 1e-6, event_idx=max(k - 1, 0), size=image.shape, type="greyscale")
+        self._nimg += 1
+
+    def close(self):
+        a = self._f.attrs
+        a["sensor_resolution"] = np.array([self.height, self.width])
+        t0, tk = (self._t0 or 0) * 1e-6, (self._tk or 0) * 1e-6
+        a.update(num_events=self._n, num_pos=self._pos, num_neg=self._n - self._pos,
+                 duration=tk - t0, t0=t0, tk=tk, num_imgs=self._nimg, num_flow=0)
+        self._images.attrs["num_images"] = self._nimg
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
