@@ -102,3 +102,19 @@ class Reconstructor(Protocol):
     def push(self, window: VoxelWindow) -> np.ndarray | None: ...
 
     def reset(self) -> None: ...
+
+
+class Source(Protocol):
+    """Where events come from. Iterating yields EventPackets and ReferenceFrames in time order.
+
+    live: True for cameras and network streams (they cannot be paused; the pipeline merges or
+    drops windows when it falls behind); False for recordings (the pipeline paces them at
+    --rate and blocks the reader when the ring is full)."""
+    height: int
+    width: int
+    live: bool
+    description: str
+
+    def __iter__(self): ...
+
+    def close(self) -> None: ...
