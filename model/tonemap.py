@@ -1,0 +1,42 @@
+"""Linear HDR frames to 8-bit pictures.
+
+CausalToneMapper is for live previews: it looks only at the past (smoothed log-domain
+percentiles), so it can run frame by frame. official_postprocess is EventHDR's published
+per-sequence mapping, for comparison pictures: it needs the whole sequence.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-6
+
+
+class CausalToneMapper:
+    """Log-domain mapping between exponentially smoothed 1st/99th percentiles."""
+
+    def __init__(self, smoothing: float = 0.9, low: float = 1.0, high: float = 99.0):
+        self.smoothing, self.low, self.high = smoothing, low, high
+        self._range: np.ndarray | None = None
+
+    def __call__(self, linear: np.ndarray) -> np.ndarray:
+        log = np.log(np.maximum(linear, EPS))
+        sample = log[::4, ::4] if log.size > 4096 else log
+        lo_hi = np.percentile(sample, [self.low, self.high])
+        if self._range is None:
+            self._range = lo_hi
+        else:
+            self._range = self.smoothing * self._range + (1 - self.smoothing) * lo_hi
+        lo, hi = self._range
+        n = np.clip((log - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
+        return (n * 255.0 + 0.5).astype(np.uint8)
+
+    def reset(self) -> None:
+        self._range = None
+
+
+def official_postprocess(frames: np.ndarray) -> np.ndarray:
+    """EventHDR's published post-processing of a whole sequence (N, H, W) -> uint8."""
+    p1, p99 = np.percentile(frames, [1, 99])
+    n = np.clip((frames - p1) / (p99 - p1 + 1e-5), 0, 1)
+    v = (n * 65535).astype(np.uint16).astype(np.float64)
+    return ((v / 30000) / (1 + v / 30000) * 255).astype(np.uint8)

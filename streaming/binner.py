@@ -1,0 +1,76 @@
+"""Events to voxel grids, in the official EventHDR layout, one pass per event.
+
+Kernels are compiled `nogil` so the reader thread bins while the model thread runs.
+"""
+import numba
+import numpy as np
+
+from streaming.datatypes import EventPacket
+
+
+@numba.njit(nogil=True, cache=True)
+def voxel_into(out, x, y, t_us, p, num_bins):
+    """Zero `out` (2*num_bins, H, W) float32 and accumulate the window's events into it.
+
+    t_norm = (t - t_first) / (t_last - t_first) * (B - 1); each event adds
+    max(0, 1 - |t_norm - b|) to bin b of its polarity's grid. Fewer than 3 events give
+    zeros. Equal first/last timestamps put every event in bin 0 (the official code divides
+    by zero there and poisons the recurrent state with NaN)."""
+    out[:] = 0.0
+    n = t_us.shape[0]
+    if n < 3:
+        return
+    t0 = t_us[0]
+    span = t_us[n - 1] - t0
+    scale = (num_bins - 1) / span if span > 0 else 0.0
+    for i in range(n):
+        tn = (t_us[i] - t0) * scale
+        c0 = 0 if p[i] > 0 else num_bins
+        b0 = int(tn)
+        for b in range(b0, min(b0 + 2, num_bins)):
+            w = 1.0 - abs(tn - b)
+            if w > 0.0:
+                out[c0 + b, y[i], x[i]] += np.float32(w)
+
+
+def events_to_voxel(x, y, t_us, p, num_bins, height, width):
+    """The (2*num_bins, H, W) float32 grid of one window. Events must lie on the sensor."""
+    out = np.empty((2 * num_bins, height, width), np.float32)
+    voxel_into(out, np.asarray(x), np.asarray(y), np.asarray(t_us, np.int64), np.asarray(p), num_bins)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _valid_mask(x, y, t_us, height, width, t_prev):
+    keep = np.empty(t_us.shape[0], np.bool_)
+    outside = unordered = 0
+    last = t_prev
+    for i in range(t_us.shape[0]):
+        if x[i] >= width or y[i] >= height:
+            keep[i] = False
+            outside += 1
+        elif t_us[i] < last:
+            keep[i] = False
+            unordered += 1
+        else:
+            keep[i] = True
+            last = t_us[i]
+    return keep, outside, unordered, last
+
+
+class Sanitizer:
+    """Drops and counts events off the sensor or earlier than the last kept one, so that
+    bad data from a live stream can never write out of bounds or scramble a window."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.outside = self.unordered = 0
+        self._last = np.iinfo(np.int64).min
+
+    def __call__(self, ev: EventPacket) -> EventPacket:
+        keep, outside, unordered, self._last = _valid_mask(ev.x, ev.y, ev.t, self.height, self.width, self._last)
+        if outside or unordered:
+            self.outside += outside
+            self.unordered += unordered
+            return EventPacket(ev.t[keep], ev.x[keep], ev.y[keep], ev.p[keep])
+        return ev

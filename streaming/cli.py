@@ -1,0 +1,80 @@
+"""The command-line fronts' shared options and error handling (run_replay.py, run_live.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from streaming.config import load_config, model_from_flag, validate, RunConfig
+from streaming.datatypes import InputError
+from streaming.pipeline import Outputs
+from streaming.protocol import DEFAULT_ADDRESS
+from streaming.windows import WindowPolicy
+
+EPILOG = f"""\
+output:
+  Frames are published over ZeroMQ (default {DEFAULT_ADDRESS}) as multipart messages
+  [topic, JSON header, payload] on the topics `frame` (linear float32 HDR), `preview`
+  (uint8, tone-mapped) and `stats`; see README.md for a ten-line consumer.
+  --record writes the linear frames to HDF5; --video writes events | reconstruction |
+  reference frame side by side. A stats line prints every few seconds, a summary at the end.
+"""
+
+
+def common_parser(description: str) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = ap.add_argument_group("model")
+    m.add_argument("--config", metavar="NAME|PATH",
+                   help="a configuration from configs/ (e.g. eventhdr_cpu) or a YAML file; default: configs/default.yaml")
+    m.add_argument("--model", metavar="highpass|CKPT",
+                   help="override the config's model: 'highpass' (the classical filter) or a checkpoint "
+                        "(the official EventHDR .pth or one of ours)")
+    w = ap.add_argument_group("windows (how events are cut into frames; default from the config)")
+    x = w.add_mutually_exclusive_group()
+    x.add_argument("--window-ms", type=float, metavar="D", help="fixed duration windows of D milliseconds")
+    x.add_argument("--window-events", type=int, metavar="N", help="windows of N events each")
+    x.add_argument("--window", choices=["frames"],
+                   help="'frames': windows end at the recording's intensity frames (the official evaluation)")
+    w.add_argument("--bins", type=int, help="temporal bins per voxel grid (5 for EventHDR)")
+    o = ap.add_argument_group("output")
+    o.add_argument("--publish", metavar="ADDR", help=f"ZeroMQ PUB address (default {DEFAULT_ADDRESS})")
+    o.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
+                   help="wait until N subscribers are connected before starting (so they miss nothing)")
+    o.add_argument("--record", metavar="OUT.h5", help="write linear float32 frames to this HDF5 file")
+    o.add_argument("--video", metavar="OUT.mp4", help="write events | reconstruction | reference as a video")
+    o.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of the event stream")
+    o.add_argument("--stats-every", type=float, default=2.0, metavar="S", help="seconds between stats lines")
+    return ap
+
+
+def run_config(args) -> RunConfig:
+    cfg = load_config(args.config)
+    if args.model:
+        cfg.model = model_from_flag(args.model)
+    if args.window_ms is not None:
+        cfg.window = WindowPolicy("ms", ms=args.window_ms)
+    elif args.window_events is not None:
+        cfg.window = WindowPolicy("events", events=args.window_events)
+    elif args.window == "frames":
+        cfg.window = WindowPolicy("frames")
+    for name in ("bins", "publish"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if getattr(args, "overload", None):
+        cfg.overload = args.overload
+    validate(cfg)
+    return cfg
+
+
+def outputs(args) -> Outputs:
+    return Outputs(args.record, args.video, args.wait_subscribers, args.stats_every)
+
+
+def run_main(main) -> None:
+    """Run a front's main(): a user's mistake is one line on stderr and exit status 2."""
+    try:
+        sys.exit(main())
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,152 @@
+"""Wires the stages: source -> binner -> ring -> reconstructor -> publisher and recorders.
+
+One thread reads the source and bins; the calling thread runs the model and publishes.
+The ring is the only state they share.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.factory import make_reconstructor
+from model.tonemap import CausalToneMapper
+from streaming.binner import Sanitizer
+from streaming.config import RunConfig
+from streaming.datatypes import EventPacket, Frame, Reconstructor, Source, VoxelWindow
+from streaming.publisher import Publisher
+from streaming.recorder import FrameRecorder
+from streaming.ring import VoxelRing
+from streaming.sources import paced
+from streaming.stats import RunStats
+from streaming.video import SideBySideVideo
+from streaming.windows import Windower
+
+RING_CAPACITY = 8
+
+
+@dataclass
+class Outputs:
+    record: str | None = None
+    video: str | None = None
+    wait_subscribers: int = 0
+    stats_every_s: float = 2.0
+
+
+class Pipeline:
+    def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
+                 max_seconds: float | None = None, model: Reconstructor | None = None,
+                 log=lambda line: print(line, flush=True)):
+        self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
+        self.log = log
+        h, w = source.height, source.width
+        self.model = model or make_reconstructor(cfg.model, h, w)
+        self.ring = VoxelRing(RING_CAPACITY, cfg.bins, h, w, live=source.live, overload=cfg.overload)
+        self.stats = RunStats()
+        self._stop = threading.Event()
+        self._reader_error: BaseException | None = None
+        self._tonemap = CausalToneMapper()
+        self._publisher = Publisher(cfg.publish, outputs.wait_subscribers)
+        attrs = {"model": cfg.model, "window": cfg.window.describe(), "bins": cfg.bins, "source": source.description}
+        self._recorder = FrameRecorder(outputs.record, h, w, attrs) if outputs.record else None
+        fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
+        self._video = SideBySideVideo(outputs.video, h, w, fps * min(rate, 1e3)) if outputs.video else None
+
+    def _read(self) -> None:
+        """Reader thread: source -> sanitizer -> windower -> ring (bins in place)."""
+        sanitize = Sanitizer(self.source.height, self.source.width)
+        windower = Windower(self.cfg.window)
+        t_limit, reached = None, False
+        try:
+            for item in paced(self.source, self.rate, self._stop):
+                if isinstance(item, EventPacket):
+                    ev = sanitize(item)
+                    if self.max_seconds is not None and len(ev):
+                        t_limit = t_limit or int(ev.t[0]) + int(self.max_seconds * 1e6)
+                        n = int(np.searchsorted(ev.t, t_limit))
+                        reached, ev = n < len(ev), ev[:n]
+                    self.stats.events += len(ev)
+                    self.stats.outside, self.stats.unordered = sanitize.outside, sanitize.unordered
+                    closed = windower.add_events(ev)
+                else:
+                    closed = windower.add_reference(item)
+                for w in closed:
+                    self.ring.put(w)
+                if reached:
+                    break
+            else:
+                for w in windower.flush():
+                    self.ring.put(w)
+        except BaseException as e:  # surfaced by run() in the main thread
+            self._reader_error = e
+        finally:
+            self.ring.close()
+
+    def run(self) -> RunStats:
+        reader = threading.Thread(target=self._read, name="reader", daemon=True)
+        reader.start()
+        held: deque[VoxelWindow] = deque()
+        next_report = time.monotonic() + self.outputs.stats_every_s
+        try:
+            while True:
+                try:
+                    window = self.ring.get(timeout=0.2)
+                    if window is not None:
+                        self._process(window, held)
+                    elif self.ring.finished:
+                        break
+                    if time.monotonic() >= next_report:
+                        next_report += self.outputs.stats_every_s
+                        self._report()
+                except KeyboardInterrupt:  # stop reading, then drain what is queued
+                    self._stop.set()
+            reader.join()
+        finally:
+            self._stop.set()
+            self._close()
+        if self._reader_error is not None:
+            raise self._reader_error
+        return self.stats
+
+    def _process(self, window: VoxelWindow, held: deque) -> None:
+        self.stats.windows += 1
+        held.append(window)
+        try:
+            image = self.model.push(window)
+        except ValueError:  # a window the model refuses (NaN): the state stays as it was
+            self.stats.rejected += 1
+            image = None
+        if image is not None:
+            centre = held[-1 - self.model.lookahead]
+            frame = Frame(centre.seq, centre.t_start_us, centre.t_end_us, image,
+                          time.monotonic() - centre.t_closed, centre)
+            self._emit(frame)
+        while len(held) > self.model.lookahead:
+            held.popleft()
+            self.ring.release()
+        self.stats.merged, self.stats.dropped = self.ring.merged, self.ring.dropped
+
+    def _emit(self, frame: Frame) -> None:
+        preview = self._tonemap(frame.image)
+        self._publisher.frame(frame, preview)
+        if self._recorder:
+            self._recorder.add(frame)
+        if self._video:
+            self._video.add(frame, preview)
+        self.stats.frame_out(frame.latency_s)
+
+    def _report(self) -> None:
+        s = self.stats.snapshot()
+        self._publisher.stats(s)
+        self.log(RunStats.line(s))
+
+    def _close(self) -> None:
+        for out in (self._recorder, self._video):
+            if out:
+                out.close()
+        self._publisher.stats({**self.stats.snapshot(), "final": True})
+        self._publisher.close()
+        self.source.close()

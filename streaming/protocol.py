@@ -1,0 +1,50 @@
+"""The ZeroMQ wire protocol: multipart [topic, header, payload].
+
+- b"frame":   JSON header {v, seq, t_start_us, t_end_us, height, width, dtype: "float32",
+              encoding: "linear", latency_ms}; payload: the raw C-order (height, width) array.
+- b"preview": the same header with dtype "uint8", encoding "tonemapped".
+- b"stats":   a JSON header only.
+A consumer needs nothing but pyzmq and numpy: see README.md.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from streaming.datatypes import Frame
+
+VERSION = 1
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+TOPICS = (b"frame", b"preview", b"stats")
+
+
+def frame_header(frame: Frame, image: np.ndarray, encoding: str) -> bytes:
+    return json.dumps({
+        "v": VERSION, "seq": frame.seq, "t_start_us": frame.t_start_us, "t_end_us": frame.t_end_us,
+        "height": image.shape[0], "width": image.shape[1], "dtype": str(image.dtype),
+        "encoding": encoding, "latency_ms": round(frame.latency_s * 1e3, 3),
+    }).encode()
+
+
+def encode_frame(frame: Frame) -> list[bytes]:
+    img = np.ascontiguousarray(frame.image, np.float32)
+    return [b"frame", frame_header(frame, img, "linear"), img.tobytes()]
+
+
+def encode_preview(frame: Frame, image_u8: np.ndarray) -> list[bytes]:
+    img = np.ascontiguousarray(image_u8, np.uint8)
+    return [b"preview", frame_header(frame, img, "tonemapped"), img.tobytes()]
+
+
+def encode_stats(stats: dict) -> list[bytes]:
+    return [b"stats", json.dumps({"v": VERSION, **stats}).encode()]
+
+
+def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
+    """(topic, header, image or None) from a received multipart message."""
+    topic, header = parts[0].decode(), json.loads(parts[1])
+    if len(parts) < 3:
+        return topic, header, None
+    img = np.frombuffer(parts[2], dtype=header["dtype"]).reshape(header["height"], header["width"])
+    return topic, header, img

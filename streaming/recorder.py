@@ -1,0 +1,85 @@
+"""The recorder: linear frames to HDF5, crash-safe, in-process or as a separate subscriber.
+
+Layout: `frames` (N, H, W) float32 (one frame a chunk), `t_start_us`, `t_end_us`, `seq`
+(N,) int64, and file attributes naming the model, config and source. The file is written
+in HDF5's single-writer/multiple-reader mode and flushed after every frame, so a killed
+recorder leaves a readable file holding every flushed frame.
+
+    python -m streaming.recorder out.h5 [--connect tcp://127.0.0.1:5555]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import h5py
+import numpy as np
+import zmq
+
+from streaming.datatypes import Frame, InputError
+from streaming.protocol import DEFAULT_ADDRESS, decode
+
+
+class FrameRecorder:
+    def __init__(self, path: str, height: int, width: int, attrs: dict):
+        try:
+            self._f = h5py.File(path, "w", libver="latest")
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e}") from None
+        self._f.create_dataset("frames", (0, height, width), np.float32, maxshape=(None, height, width),
+                               chunks=(1, height, width))
+        for name in ("t_start_us", "t_end_us", "seq"):
+            self._f.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
+        for k, v in attrs.items():
+            self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+        self._f.swmr_mode = True
+        self.count = 0
+
+    def write(self, seq: int, t_start_us: int, t_end_us: int, image: np.ndarray) -> None:
+        n = self.count + 1
+        for name, value in (("frames", image), ("t_start_us", t_start_us), ("t_end_us", t_end_us), ("seq", seq)):
+            d = self._f[name]
+            d.resize(n, axis=0)
+            d[n - 1] = value
+            d.flush()
+        self.count = n
+
+    def add(self, frame: Frame) -> None:
+        self.write(frame.seq, frame.t_start_us, frame.t_end_us, frame.image)
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Record the `frame` topic of a running pipeline to HDF5.")
+    ap.add_argument("out", help="output .h5 file")
+    ap.add_argument("--connect", default=DEFAULT_ADDRESS, help=f"publisher address (default {DEFAULT_ADDRESS})")
+    ap.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: until Ctrl-C)")
+    args = ap.parse_args(argv)
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.connect(args.connect)
+    sock.setsockopt(zmq.SUBSCRIBE, b"frame")
+    rec = None
+    try:
+        while not args.max_frames or (rec and rec.count < args.max_frames):
+            _, h, img = decode(sock.recv_multipart())
+            if rec is None:
+                rec = FrameRecorder(args.out, h["height"], h["width"], {"source": args.connect})
+            rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)
+    except KeyboardInterrupt:
+        pass
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if rec:
+            rec.close()
+            print(f"recorded {rec.count} frames to {args.out}")
+        sock.close(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

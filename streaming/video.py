@@ -1,0 +1,55 @@
+"""The side-by-side video: events | reconstruction | reference frame."""
+from __future__ import annotations
+
+import av
+import numpy as np
+
+from model.tonemap import CausalToneMapper
+from streaming.datatypes import Frame, InputError
+
+
+def event_image(grid: np.ndarray) -> np.ndarray:
+    """(2B, H, W) voxel grid -> RGB uint8: white background, positive red, negative blue."""
+    b = grid.shape[0] // 2
+    pos, neg = grid[:b].sum(0), grid[b:].sum(0)
+    img = np.full(pos.shape + (3,), 255, np.uint8)
+    img[pos > neg] = (220, 40, 40)
+    img[neg > pos] = (40, 70, 220)
+    return img
+
+
+def _grey(u8: np.ndarray) -> np.ndarray:
+    return np.repeat(u8[..., None], 3, axis=2)
+
+
+class SideBySideVideo:
+    def __init__(self, path: str, height: int, width: int, fps: float):
+        try:
+            self._out = av.open(path, "w")
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot write video {path}: {e}") from None
+        self._stream = self._out.add_stream("libx264", rate=max(1, round(fps)))
+        # the encoder wants even sizes
+        self._h, self._w3 = height + height % 2, 3 * width + (3 * width) % 2
+        self._stream.width, self._stream.height = self._w3, self._h
+        self._stream.pix_fmt = "yuv420p"
+        self._tm_rec, self._tm_ref = CausalToneMapper(), CausalToneMapper()
+        self._blank = np.zeros((height, width, 3), np.uint8)
+        self.count = 0
+
+    def add(self, frame: Frame, preview_u8: np.ndarray | None = None) -> None:
+        w = frame.window
+        rec = _grey(preview_u8 if preview_u8 is not None else self._tm_rec(frame.image))
+        ref = _grey(self._tm_ref(w.reference.image)) if w.reference is not None else self._blank
+        if ref.shape != rec.shape:  # a reference of another size is not comparable: leave the panel empty
+            ref = self._blank
+        canvas = np.zeros((self._h, self._w3, 3), np.uint8)
+        canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([event_image(w.grid), rec, ref], axis=1)
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+            self._out.mux(packet)
+        self.count += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()

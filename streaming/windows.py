@@ -1,0 +1,125 @@
+"""Window policies: where the event stream is cut into voxel windows.
+
+- ms: fixed duration, windows [t0 + k*D, t0 + (k+1)*D); quiet periods give empty windows,
+  so the frame rate stays constant however busy the scene is.
+- events: every N events.
+- frames: the official evaluation's frame-aligned windows: window j holds the events
+  [event_idx(j-1), event_idx(j)) of the reference frames, event_idx(-1) = 0; events after
+  the last reference frame belong to no window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+
+POLICIES = ("ms", "events", "frames")
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    policy: str = "ms"
+    ms: float = 25.0
+    events: int = 20000
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise InputError(f"unknown window policy {self.policy!r}; use one of {', '.join(POLICIES)}")
+        if self.policy == "ms" and not self.ms > 0:
+            raise InputError(f"window duration must be positive, got {self.ms} ms")
+        if self.policy == "events" and self.events < 1:
+            raise InputError(f"window event count must be positive, got {self.events}")
+
+    def describe(self) -> str:
+        return {"ms": f"{self.ms:g} ms", "events": f"{self.events} events", "frames": "frame-aligned"}[self.policy]
+
+
+@dataclass
+class ClosedWindow:
+    """A window's events and span, before binning."""
+    t_start_us: int
+    t_end_us: int
+    events: EventPacket
+    reference: ReferenceFrame | None
+
+
+class Windower:
+    """Cuts a time-ordered stream of EventPackets and ReferenceFrames into windows."""
+
+    def __init__(self, policy: WindowPolicy):
+        self.policy = policy
+        self._pending: list[EventPacket] = []
+        self._n_pending = 0
+        self._consumed = 0  # global index of the first pending event
+        self._t_start: int | None = None
+        self._refs: list[ReferenceFrame] = []  # not yet attached (ms/events) or not yet cut (frames)
+
+    def add_reference(self, ref: ReferenceFrame) -> list[ClosedWindow]:
+        if self.policy.policy == "frames" and ref.event_idx < 0:
+            raise InputError("frame-aligned windows need reference frames with event indices; "
+                             "this source has none: use --window-ms or --window-events")
+        self._refs.append(ref)
+        return self._cut_frames() if self.policy.policy == "frames" else []
+
+    def add_events(self, ev: EventPacket) -> list[ClosedWindow]:
+        if len(ev) == 0:
+            return []
+        if self._t_start is None:
+            self._t_start = int(ev.t[0])
+        self._pending.append(ev)
+        self._n_pending += len(ev)
+        return getattr(self, "_cut_" + self.policy.policy)()
+
+    def flush(self) -> list[ClosedWindow]:
+        """End of input: the partial last window (never in frame-aligned mode: no image ends it)."""
+        if self.policy.policy == "frames" or self._n_pending == 0:
+            return []
+        ev = self._take(self._n_pending)
+        return [self._close(int(ev.t[-1]) + 1, ev)]
+
+    def _take(self, n: int) -> EventPacket:
+        ev = EventPacket.concat(self._pending)
+        self._pending = [ev[n:]] if n < len(ev) else []
+        self._n_pending = len(ev) - n
+        self._consumed += n
+        return ev[:n]
+
+    def _close(self, t_end: int, ev: EventPacket, ref: ReferenceFrame | None = None) -> ClosedWindow:
+        if ref is None:  # the newest reference frame the window has seen
+            seen = [r for r in self._refs if r.t_us <= t_end]
+            ref = seen[-1] if seen else None
+            self._refs = self._refs[len(seen) - 1:] if seen else self._refs
+        w = ClosedWindow(self._t_start, t_end, ev, ref)
+        self._t_start = t_end
+        return w
+
+    def _cut_ms(self) -> list[ClosedWindow]:
+        step = int(round(self.policy.ms * 1000))
+        last_t = int(self._pending[-1].t[-1])
+        out = []
+        while last_t >= self._t_start + step:
+            t_end = self._t_start + step
+            ev = EventPacket.concat(self._pending)
+            n = int(np.searchsorted(ev.t, t_end, "left"))
+            self._pending = [ev]
+            out.append(self._close(t_end, self._take(n)))
+        return out
+
+    def _cut_events(self) -> list[ClosedWindow]:
+        out = []
+        while self._n_pending >= self.policy.events:
+            ev = self._take(self.policy.events)
+            out.append(self._close(int(ev.t[-1]) + 1, ev))
+        return out
+
+    def _cut_frames(self) -> list[ClosedWindow]:
+        out = []
+        while self._refs and self._refs[0].event_idx <= self._consumed + self._n_pending:
+            ref = self._refs.pop(0)
+            n = max(ref.event_idx - self._consumed, 0)
+            if self._t_start is None:
+                self._t_start = ref.t_us
+            out.append(self._close(ref.t_us, self._take(n), ref))
+        return out
