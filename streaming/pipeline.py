@@ -53,7 +53,7 @@ class Pipeline:
         attrs = {"model": cfg.model, "window": cfg.window.describe(), "bins": cfg.bins, "source": source.description}
         self._recorder = FrameRecorder(outputs.record, h, w, attrs) if outputs.record else None
         fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
-        self._video = SideBySideVideo(outputs.video, h, w, fps * min(rate, 1e3)) if outputs.video else None
+        self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
 
     def _read(self) -> None:
         """Reader thread: source -> sanitizer -> windower -> ring (bins in place)."""

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     sock.setsockopt(zmq.SUBSCRIBE, b"frame")
     rec = None
     try:
-        while not args.max_frames or (rec and rec.count < args.max_frames):
+        while not args.max_frames or rec is None or rec.count < args.max_frames:
             _, h, img = decode(sock.recv_multipart())
             if rec is None:
                 rec = FrameRecorder(args.out, h["height"], h["width"], {"source": args.connect})

@@ -1,0 +1,293 @@
+"""Sources built on dv-processing: AEDAT4 recordings, iniVation cameras, DV network streams.
+
+Also the other direction: serving a source's events as a DV network stream (one machine holds
+the camera, another the GPU), and dv-processing's background-activity denoiser.
+
+dv-processing speaks dv.EventStore (bool polarity); the program speaks EventPacket (+1/-1).
+to_event_store / from_event_store are the only two places where one becomes the other.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+import dv_processing as dv
+import numpy as np
+
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
+from streaming.sources import paced
+
+IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don't spin
+BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
+BGR_TO_GREY = np.array([0.114, 0.587, 0.299], np.float32)  # dv frames are OpenCV BGR
+
+
+class SourceLost(InputError):
+    """A live input went away mid-run (camera unplugged). The pipeline may re-open the source;
+    left unhandled it ends the run with one line like any InputError."""
+
+
+def to_event_store(ev: EventPacket) -> dv.EventStore:
+    """ev must be time-sorted: dv.EventStore refuses an event older than the one before."""
+    store = dv.EventStore()
+    for t, x, y, p in zip(ev.t.tolist(), ev.x.tolist(), ev.y.tolist(), (ev.p > 0).tolist()):
+        store.push_back(t, x, y, p)
+    return store
+
+
+def from_event_store(store: dv.EventStore) -> EventPacket:
+    a = store.numpy()  # one copy, columns timestamp (µs), x, y (int16), polarity (0/1)
+    return EventPacket(a["timestamp"].astype(np.int64), a["x"].astype(np.uint16),
+                       a["y"].astype(np.uint16), np.where(a["polarity"] > 0, 1, -1).astype(np.int8))
+
+
+def denoiser(width: int, height: int) -> Callable[[EventPacket], EventPacket]:
+    """dv-processing's background-activity filter: drops events with no neighbour active
+    within the last BACKGROUND_ACTIVITY_US. Stateful across packets: one per stream."""
+    filt = dv.noise.BackgroundActivityNoiseFilter(
+        (width, height), backgroundActivityDuration=timedelta(microseconds=BACKGROUND_ACTIVITY_US))
+
+    def denoise(ev: EventPacket) -> EventPacket:
+        if len(ev) == 0:
+            return ev
+        filt.accept(to_event_store(ev))
+        return from_event_store(filt.generateEvents())
+
+    return denoise
+
+
+def _reason(err: Exception) -> str:
+    """dv-processing's messages carry a source location and a stack trace: keep the gist."""
+    return str(err).splitlines()[0].split(" [system:")[0]
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W), (H, W, 1) or BGR (H, W, 3) -> linear float32 (H, W) in [0, 1]."""
+    img = image.astype(np.float32) / 255.0
+    if img.ndim == 3:
+        img = img[..., 0] if img.shape[2] == 1 else img @ BGR_TO_GREY
+    return img
+
+
+class _Interleaver:
+    """Places frames among the events by timestamp and numbers them with the global event
+    count (event_idx = index of the last event before the image, as event_cnn_minimal does).
+
+    A frame is held until an event batch reaches its timestamp. A frame that comes in behind
+    events already passed on (a live camera's frame arrives after its readout) goes out at
+    once, out of time order, with event_idx -1: holding the events for it would add the
+    readout time to the latency."""
+
+    def __init__(self):
+        self.n_events = 0
+        self._last_t = None  # timestamp of the last event passed on
+        self._frames = deque()  # (t_us, image), in timestamp order
+
+    def add_frame(self, frame: dv.Frame):
+        self._frames.append((int(frame.timestamp), frame.image))
+
+    def events(self, ev: EventPacket):
+        while self._frames and self._due(self._frames[0][0], ev):
+            t_us, image = self._frames.popleft()
+            cut = int(np.searchsorted(ev.t, t_us, "left"))
+            if cut:
+                yield from self._pass(ev[:cut])
+                ev = ev[cut:]
+            late = self._last_t is not None and t_us < self._last_t
+            yield ReferenceFrame(t_us, _grey(image), -1 if late else max(self.n_events - 1, 0))
+        if len(ev):
+            yield from self._pass(ev)
+
+    def _due(self, t_us: int, ev: EventPacket) -> bool:
+        late = self._last_t is not None and t_us < self._last_t
+        return late or (len(ev) > 0 and t_us <= ev.t[-1])
+
+    def flush(self):
+        """End of input: the frames after the last event."""
+        while self._frames:
+            t_us, image = self._frames.popleft()
+            yield ReferenceFrame(t_us, _grey(image), max(self.n_events - 1, 0))
+
+    def _pass(self, ev: EventPacket):
+        self.n_events += len(ev)
+        self._last_t = int(ev.t[-1])
+        yield ev
+
+
+class Aedat4Source:
+    """An AEDAT4 recording (DV software, dv-processing): its events, and its APS frames as
+    reference frames. Not paced: the pipeline paces recordings."""
+    live = False
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        try:
+            self._rec = dv.io.MonoCameraRecording(str(path))
+        except RuntimeError as e:
+            raise InputError(f"{path}: not a readable AEDAT4 recording ({_reason(e)})") from None
+        if not self._rec.isEventStreamAvailable():
+            raise InputError(f"{path}: no event stream (streams: {', '.join(self._rec.getStreamNames()) or 'none'}); "
+                             f"record the camera's events output")
+        self.width, self.height = self._rec.getEventResolution()
+        self._has_frames = self._rec.isFrameStreamAvailable()
+        self.description = (f"{path.name} (AEDAT4, {self._rec.getCameraName()}, {self.width}x{self.height}"
+                            f"{', with frames' if self._has_frames else ''})")
+
+    def __iter__(self):
+        self._rec.resetSequentialRead()
+        merge = _Interleaver()
+        frame = self._next_frame()
+        while (store := self._rec.getNextEventBatch()) is not None:
+            ev = from_event_store(store)
+            while frame is not None and len(ev) and frame.timestamp <= ev.t[-1]:
+                merge.add_frame(frame)
+                frame = self._next_frame()
+            yield from merge.events(ev)
+        while frame is not None:
+            merge.add_frame(frame)
+            frame = self._next_frame()
+        yield from merge.flush()
+
+    def _next_frame(self) -> dv.Frame | None:
+        return self._rec.getNextFrame() if self._has_frames else None
+
+    def close(self):
+        self._rec = None  # dv closes the file when the reader is freed
+
+
+def _describe_camera(d) -> str:
+    return f"{str(d.cameraModel).removeprefix('CameraModel.')} {d.serialNumber}"
+
+
+class CameraSource:
+    """A live iniVation camera (DAVIS, DVXplorer) through dv-processing. serial None: the first
+    one found. Yields its events and, for a DAVIS, its APS frames."""
+    live = True
+
+    def __init__(self, serial: str | None = None):
+        found = dv.io.camera.discover()
+        if not found:  # open() on an empty list raises a bare IndexError: check first
+            raise InputError("no event camera found (discovered: none); plug in a DAVIS/DVXplorer "
+                             "or use --camera tcp://HOST:PORT")
+        serials = [d.serialNumber for d in found]
+        if serial and serial not in serials:
+            raise InputError(f"no camera with serial {serial} (discovered: "
+                             f"{', '.join(_describe_camera(d) for d in found)}); give one of these serials")
+        try:
+            self._cam = dv.io.camera.open(serial or serials[0])
+        except RuntimeError as e:  # typically in use by another program, or no USB permission
+            raise InputError(f"cannot open camera {serial or serials[0]}: {_reason(e)}; "
+                             f"close other programs using it and check its USB permissions") from None
+        self.width, self.height = self._cam.getEventResolution()
+        self._has_frames = self._cam.isFrameStreamAvailable()
+        self.description = f"camera {self._cam.getCameraName()} ({self.width}x{self.height})"
+
+    def __iter__(self):
+        merge = _Interleaver()
+        while True:
+            store, frames = self._read()
+            for frame in frames:
+                merge.add_frame(frame)
+            if store is None and not frames:
+                time.sleep(IDLE_SLEEP_S)
+                continue
+            yield from merge.events(EventPacket.empty() if store is None else from_event_store(store))
+
+    def _read(self) -> tuple[dv.EventStore | None, list[dv.Frame]]:
+        """The next event batch (None: nothing yet) and the frames that came in."""
+        lost = f"camera {self._cam.getCameraName()} stopped (unplugged?)"
+        if not self._cam.isRunning():
+            raise SourceLost(lost)
+        try:
+            store = self._cam.getNextEventBatch()
+            frames = []
+            while self._has_frames and (f := self._cam.getNextFrame()) is not None:
+                frames.append(f)
+        except RuntimeError as e:
+            raise SourceLost(f"{lost}: {_reason(e)}") from None
+        return store, frames
+
+    def close(self):
+        self._cam = None  # dv stops the camera when the object is freed
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'tcp://HOST:PORT' or 'HOST:PORT' -> (host, port)."""
+    host, sep, port = text.removeprefix("tcp://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"bad address {text!r}: give HOST:PORT, e.g. tcp://127.0.0.1:7777")
+    return host, int(port)
+
+
+class NetworkSource:
+    """A DV event stream over TCP, as served by the DV software's network output or by
+    serve_events. The server stopping is the end of input, not an error."""
+    live = True
+
+    def __init__(self, url: str):
+        host, port = parse_address(url)
+        self._url = f"tcp://{host}:{port}"
+        try:
+            self._reader = dv.io.NetworkReader(host, port)
+        except RuntimeError as e:
+            raise InputError(f"cannot connect to {self._url}: is the server running? ({_reason(e)})") from None
+        if not self._reader.isEventStreamAvailable():
+            raise InputError(f"{self._url} serves no events (it sends a different stream type); "
+                             f"connect to the server's events output")
+        self.width, self.height = self._reader.getEventResolution()
+        self.description = f"{self._url} ({self._reader.getCameraName()}, {self.width}x{self.height})"
+
+    def __iter__(self):
+        while True:
+            try:
+                store = self._reader.getNextEventBatch()
+            except RuntimeError:  # the server closed the connection mid-packet
+                return
+            if store is not None:
+                yield from_event_store(store)
+            elif not self._reader.isRunning():
+                return
+            else:
+                time.sleep(IDLE_SLEEP_S)
+
+    def close(self):
+        self._reader = None  # dv disconnects when the reader is freed
+
+
+def open_source(spec: str | None) -> Source:
+    """'' or None: the first camera; 'tcp://HOST:PORT': a network stream; else a camera serial."""
+    if not spec:
+        return CameraSource(None)
+    if spec.startswith("tcp://"):
+        return NetworkSource(spec)
+    return CameraSource(spec)
+
+
+def serve_events(source: Source, address: str, *, denoise: bool = False, rate: float = 1.0,
+                 on_listening: Callable[[], None] | None = None) -> int:
+    """Forward the source's events as a DV network stream on HOST:PORT until the source ends;
+    returns the number of events written. A recording is replayed at `rate` x real time (a live
+    source sets its own pace). Reference frames stay behind: a DV stream carries one type."""
+    host, port = parse_address(address)
+    stream = dv.io.Stream.EventStream(0, "events", source.description, (source.width, source.height))
+    try:
+        writer = dv.io.NetworkWriter(host, port, stream)
+    except RuntimeError as e:
+        raise InputError(f"cannot serve on {host}:{port}: {_reason(e)}; pick another port") from None
+    if on_listening is not None:
+        on_listening()
+    clean = denoiser(source.width, source.height) if denoise else None
+    written = 0
+    for item in source if source.live else paced(source, rate):
+        if not isinstance(item, EventPacket):
+            continue
+        ev = clean(item) if clean else item
+        if len(ev):
+            writer.writeEvents(to_event_store(ev))
+            written += len(ev)
+    return written

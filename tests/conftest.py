@@ -1,0 +1,54 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streaming.datatypes import EventPacket
+from streaming.h5format import EventH5Writer
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+STREET_AEDAT4 = SHARED_DATA / "davis346_street.aedat4"
+
+
+def write_moving_edge(path, seconds=1.0, height=48, width=64, frame_us=40000, rate=60000, seed=0):
+    """A real recording in the EventHDR layout: a vertical edge sweeping across the sensor,
+    with an intensity image every frame_us. Returns the events written."""
+    rng = np.random.default_rng(seed)
+    packets = []
+    with EventH5Writer(path, height, width) as w:
+        for k in range(int(seconds * 1e6 / frame_us)):
+            n = int(rate * frame_us / 1e6)
+            t = np.sort(rng.integers(k * frame_us, (k + 1) * frame_us, n)).astype(np.int64)
+            x = ((t * 1e-6 * 40 + rng.normal(0, 1, n)) % width).astype(np.uint16)
+            ev = EventPacket(t, x, rng.integers(0, height, n).astype(np.uint16),
+                             rng.choice(np.array([-1, 1], np.int8), n))
+            w.add_events(ev)
+            packets.append(ev)
+            img = np.tile(np.linspace(0, 65535, width).astype(np.uint16), (height, 1))
+            w.add_image((k + 1) * frame_us, img)
+    return EventPacket.concat(packets)
+
+
+@pytest.fixture
+def edge_h5(tmp_path):
+    path = tmp_path / "edge.h5"
+    write_moving_edge(path)
+    return path
+
+
+def run_cli(*args, timeout=120):
+    """Run a front (run_replay.py, run_live.py) as a user would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,148 @@
+"""The replay path end to end, as a user runs it: real HDF5 files, real sockets, real processes."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import h5py
+import numpy as np
+import pytest
+
+from streaming.sources import H5Source, paced
+from tests.conftest import REPO, free_port, run_cli, write_moving_edge
+
+
+@pytest.mark.parametrize("rate", [1.0, 4.0])
+def test_pacing_follows_event_time(tmp_path, rate):
+    ev = write_moving_edge(tmp_path / "r.h5", seconds=3.0, rate=20000)
+    src = H5Source(tmp_path / "r.h5")
+    first = last = None
+    for item in paced(src, rate):
+        if hasattr(item, "x") and len(item):
+            last = time.monotonic()
+            first = first or last
+    src.close()
+    want = (ev.t[-1] - ev.t[0]) * 1e-6 / rate
+    assert abs((last - first) - want) < 0.1 * want  # bench/pipeline.py reports the exact figure
+
+
+def test_subscriber_in_another_process_receives_every_frame(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=1.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sub = subprocess.Popen([sys.executable, "examples/subscribe.py", address], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window-ms", "20", "--publish", address,
+                    "--wait-subscribers", "1", "--record", tmp_path / "out.h5")
+        assert r.returncode == 0, r.stderr
+        out, _ = sub.communicate(timeout=30)
+    finally:
+        sub.kill()
+    seqs = [int(line.split()[0]) for line in out.splitlines()]
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        recorded = f["seq"][:]
+    assert seqs == list(range(50)) == recorded.tolist()  # 1 s in 20 ms windows, none lost
+
+
+def test_recording_and_video(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=0.6)
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window", "frames",
+                "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5", "--video", tmp_path / "o.mp4")
+    assert r.returncode == 0, r.stderr
+    assert "done:" in r.stdout
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        frames, t0, t1 = f["frames"][:], f["t_start_us"][:], f["t_end_us"][:]
+        assert f.attrs["window"] == "frame-aligned" and "highpass" in f.attrs["model"]
+    assert frames.shape == (15, 48, 64) and frames.dtype == np.float32  # one per image (40 ms apart)
+    assert np.isfinite(frames).all() and frames.std() > 0
+    assert (t1 == np.arange(1, 16) * 40000).all() and (t0[1:] == t1[:-1]).all()
+    with av.open(str(tmp_path / "o.mp4")) as v:
+        decoded = [f.to_ndarray(format="rgb24") for f in v.decode(video=0)]
+    assert len(decoded) == 15 and decoded[0].shape == (48, 3 * 64, 3)
+
+
+def test_recorder_as_a_separate_subscriber(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=0.6)  # 600 ms: 30 windows of 20 ms
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address,
+                            "--max-frames", "30"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window-ms", "20", "--publish", address,
+                    "--wait-subscribers", "1")
+        assert r.returncode == 0, r.stderr
+        assert "recorded 30 frames" in rec.communicate(timeout=30)[0]
+    finally:
+        rec.kill()
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert f["frames"].shape == (30, 48, 64) and f["seq"][:].tolist() == list(range(30))
+
+
+def test_killed_recorder_leaves_a_readable_file(tmp_path):
+    code = ("import numpy as np, sys; from streaming.recorder import FrameRecorder\n"
+            "r = FrameRecorder(sys.argv[1], 8, 8, {'model': 'x'})\n"
+            "for i in range(10**7):\n"
+            "    r.write(i, i, i + 1, np.full((8, 8), i, np.float32))\n"
+            "    if i == 10: print('ready', flush=True)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, tmp_path / "k.h5"], cwd=REPO, stdout=subprocess.PIPE,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.stdout.readline().strip() == b"ready"
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    with h5py.File(tmp_path / "k.h5", "r", swmr=True) as f:
+        n = len(f["seq"])
+        assert n > 10
+        assert f["frames"][n - 1].mean() == f["seq"][n - 1] == n - 1
+
+
+def _bad_files(d):
+    (d / "notes.h5").write_text("not hdf5")
+    with h5py.File(d / "nodata.h5", "w") as f:
+        f["events/xs"] = np.zeros(3, np.int16)
+    def events(name, ts, xs, res=(10, 10)):
+        with h5py.File(d / name, "w") as f:
+            f["events/ts"], f["events/xs"] = ts, np.array(xs, np.int16)
+            f["events/ys"], f["events/ps"] = np.zeros(len(ts), np.int16), np.ones(len(ts), bool)
+            f.attrs["sensor_resolution"] = res
+    events("unsorted.h5", np.array([0.1, 0.3, 0.2]), [1, 2, 3])
+    events("outside.h5", np.array([0.1, 0.2, 0.3]), [1, 2, 10])
+    events("empty.h5", np.zeros(0), [])
+    events("nan.h5", np.array([0.1, np.nan, 0.3]), [1, 2, 3])
+
+
+@pytest.mark.parametrize("name,message", [
+    ("missing.h5", "no such file"), ("notes.h5", "not an HDF5 file"), ("nodata.h5", "missing datasets"),
+    ("unsorted.h5", "time-sorted"), ("outside.h5", "outside the 10x10 sensor"), ("empty.h5", "no events"),
+    ("nan.h5", "NaN"), ("clip.mp4", "unknown recording type"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, name, message):
+    _bad_files(tmp_path)
+    r = run_cli("run_replay.py", tmp_path / name, "--rate", "max", "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--rate", "fast"], "bad --rate"), (["--rate", "0x"], "bad --rate"), (["--config", "nope"], "no config"),
+    (["--model", "missing.pth"], "no such checkpoint"), (["--window-ms", "-3"], "must be positive"),
+])
+def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
+    r = run_cli("run_replay.py", edge_h5, *flags)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_port_in_use_gives_one_clear_line(edge_h5):
+    import zmq
+    port = free_port()
+    s = zmq.Context.instance().socket(zmq.PUB)
+    s.bind(f"tcp://127.0.0.1:{port}")
+    try:
+        r = run_cli("run_replay.py", edge_h5, "--publish", f"tcp://127.0.0.1:{port}")
+    finally:
+        s.close(0)
+    assert r.returncode == 2 and "pass another --publish address" in r.stderr and r.stderr.count("\n") == 1
