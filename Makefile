@@ -13,7 +13,7 @@ $(VENV_STAMP): requirements.txt
 	touch $@
 
 demo: setup
-	$(PY) -m streaming.demo
+	$(PY) -m streaming.demo $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -1,0 +1,77 @@
+"""The replay pipeline end to end on the demo recording.
+
+    python bench/pipeline.py [--config default] [--file data/demo.h5]
+
+1. Replay at `max` through the whole pipeline (binner, ring, model, publisher): events/s in,
+   frames/s out, latency percentiles; and the model alone on the same windows, so the
+   pipeline's overhead is a ratio measured in the same run.
+2. Pacing at 1x: wall time of the paced replay over the recording's duration (ideal 1.000).
+"""
+import argparse
+import time
+from pathlib import Path
+
+from model.factory import make_reconstructor
+from streaming.binner import events_to_voxel
+from streaming.config import load_config
+from streaming.datatypes import EventPacket, VoxelWindow
+from streaming.demo import ensure_demo_recording
+from streaming.pipeline import Outputs, Pipeline
+from streaming.sources import H5Source, paced
+from streaming.windows import Windower
+
+
+def model_only(path, cfg):
+    """The same windows, binned up front, pushed straight into the model."""
+    src = H5Source(path)
+    windower, windows = Windower(cfg.window), []
+    for item in src:
+        windows += windower.add_events(item) if isinstance(item, EventPacket) else windower.add_reference(item)
+    windows += windower.flush()
+    model = make_reconstructor(cfg.model, src.height, src.width)
+    grids = [VoxelWindow(i, w.t_start_us, w.t_end_us,
+                         events_to_voxel(w.events.x, w.events.y, w.events.t, w.events.p, cfg.bins, src.height, src.width),
+                         w.events) for i, w in enumerate(windows)]
+    t0 = time.perf_counter()
+    for g in grids:
+        model.push(g)
+    return len(grids), time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--file", help="an HDF5 recording (default: the demo recording)")
+    args = ap.parse_args()
+    path = Path(args.file) if args.file else ensure_demo_recording()
+    cfg = load_config(args.config)
+    cfg.publish = "tcp://127.0.0.1:*"  # any free port: nobody listens
+
+    n_win, t_model = model_only(path, cfg)
+    src = H5Source(path)
+    pipe = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
+    t0 = time.perf_counter()
+    stats = pipe.run()
+    t_pipe = time.perf_counter() - t0
+    p50, p99 = stats.latency_ms()
+    print(f"{path.name}: {stats.events:,} events, {stats.windows} windows, model {cfg.model['type']}, "
+          f"{cfg.window.describe()} windows")
+    print(f"  replay at max: {stats.events / t_pipe / 1e6:.2f} Mev/s in, {stats.frames / t_pipe:.1f} frames/s out, "
+          f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+    print(f"  model alone:   {n_win / t_model:.1f} windows/s; pipeline throughput / model alone = "
+          f"{(stats.windows / t_pipe) / (n_win / t_model):.3f}")
+
+    src = H5Source(path)
+    first = last = t_first = t_last = None
+    for item in paced(src, 1.0):
+        if isinstance(item, EventPacket) and len(item):
+            last, t_last = time.monotonic(), int(item.t[-1])
+            if first is None:
+                first, t_first = last, int(item.t[0])
+    src.close()
+    duration = (t_last - t_first) * 1e-6
+    print(f"  pacing at 1x:  {last - first:.3f} s wall for {duration:.3f} s of events: ratio {(last - first) / duration:.4f}")
+
+
+if __name__ == "__main__":
+    main()
