@@ -14,7 +14,7 @@ import numpy as np
 
 from model.factory import make_reconstructor
 from model.tonemap import CausalToneMapper
-from streaming.binner import Sanitizer
+from streaming.binner import Sanitizer, voxel_into
 from streaming.config import RunConfig
 from streaming.datatypes import EventPacket, Frame, Reconstructor, Source, VoxelWindow
 from streaming.publisher import Publisher
@@ -44,6 +44,7 @@ class Pipeline:
         self.log = log
         h, w = source.height, source.width
         self.model = model or make_reconstructor(cfg.model, h, w)
+        self._warm_up()
         self.ring = VoxelRing(RING_CAPACITY, cfg.bins, h, w, live=source.live, overload=cfg.overload)
         self.stats = RunStats()
         self._stop = threading.Event()
@@ -54,6 +55,17 @@ class Pipeline:
         self._recorder = FrameRecorder(outputs.record, h, w, attrs) if outputs.record else None
         fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
         self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
+
+    def _warm_up(self) -> None:
+        """Compile and load every kernel before the clock starts, so the first live
+        windows do not queue behind a JIT compile."""
+        g = np.zeros((2 * self.cfg.bins, self.source.height, self.source.width), np.float32)
+        ev = EventPacket(np.arange(3, dtype=np.int64), *np.zeros((2, 3), np.uint16), np.ones(3, np.int8))
+        Sanitizer(self.source.height, self.source.width)(ev)
+        voxel_into(g, ev.x, ev.y, ev.t, ev.p, self.cfg.bins)
+        for i in range(self.model.lookahead + 2):
+            self.model.push(VoxelWindow(i, i, i + 1, g, ev))
+        self.model.reset()
 
     def _read(self) -> None:
         """Reader thread: source -> sanitizer -> windower -> ring (bins in place)."""
