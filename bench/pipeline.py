@@ -12,30 +12,23 @@ import time
 from pathlib import Path
 
 from model.factory import make_reconstructor
-from streaming.binner import events_to_voxel
 from streaming.config import load_config
-from streaming.datatypes import EventPacket, VoxelWindow
+from streaming.datatypes import EventPacket
 from streaming.demo import ensure_demo_recording
 from streaming.pipeline import Outputs, Pipeline
 from streaming.sources import H5Source, paced
-from streaming.windows import Windower
+from streaming.offline import voxel_windows
 
 
 def model_only(path, cfg):
     """The same windows, binned up front, pushed straight into the model."""
     src = H5Source(path)
-    windower, windows = Windower(cfg.window), []
-    for item in src:
-        windows += windower.add_events(item) if isinstance(item, EventPacket) else windower.add_reference(item)
-    windows += windower.flush()
+    windows = list(voxel_windows(src, cfg.window, cfg.bins))
     model = make_reconstructor(cfg.model, src.height, src.width)
-    grids = [VoxelWindow(i, w.t_start_us, w.t_end_us,
-                         events_to_voxel(w.events.x, w.events.y, w.events.t, w.events.p, cfg.bins, src.height, src.width),
-                         w.events) for i, w in enumerate(windows)]
     t0 = time.perf_counter()
-    for g in grids:
-        model.push(g)
-    return len(grids), time.perf_counter() - t0
+    for w in windows:
+        model.push(w)
+    return len(windows), time.perf_counter() - t0
 
 
 def main():

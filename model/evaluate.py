@@ -1,0 +1,95 @@
+"""Evaluate reconstructions against ground truth, in the official protocol.
+
+    python evaluate.py RECORDINGS... [--model CKPT ...] [--config NAME ...] [--out table.md]
+
+Windows are frame-aligned (window j ends at image j); each model sees every window of a
+sequence with its state reset at the start; output j is compared with image j for the
+centre windows j = 1 .. N-2 (the first and last have no neighbour for EventHDR and are
+skipped for every model, so all models are scored on the same frames). Metrics: see
+model/metrics.py. The high-pass filter is always in the table.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.factory import make_reconstructor
+from model.metrics import sequence_metrics
+from streaming.cli import run_main
+from streaming.config import load_config, model_from_flag
+from streaming.datatypes import InputError
+from streaming.offline import voxel_windows
+from streaming.sources import open_recording
+from streaming.windows import WindowPolicy
+
+METRICS = ("psnr", "ssim", "mu_psnr")
+
+
+def reconstruct(model, windows) -> dict[int, np.ndarray]:
+    """Window index -> output image, for every window the model emits a frame for."""
+    model.reset()
+    out, seen = {}, []
+    for w in windows:
+        seen.append(w.seq)
+        image = model.push(w)
+        if image is not None:
+            out[seen[-1 - model.lookahead]] = image
+    return out
+
+
+def evaluate_file(path, models: dict[str, dict], bins: int = 5) -> dict[str, dict]:
+    src = open_recording(str(path))
+    windows = list(voxel_windows(src, WindowPolicy("frames"), bins))
+    src.close()
+    if len(windows) < 3:
+        raise InputError(f"{path}: needs at least 3 intensity frames to evaluate, has {len(windows)}")
+    centres = range(1, len(windows) - 1)
+    truth = np.stack([windows[j].reference.image for j in centres])
+    results = {}
+    for name, cfg in models.items():
+        frames = reconstruct(make_reconstructor(cfg, src.height, src.width), windows)
+        results[name] = sequence_metrics(np.stack([frames[j] for j in centres]), truth)
+    return results
+
+
+def table(per_file: dict[str, dict[str, dict]]) -> str:
+    models = list(next(iter(per_file.values())))
+    lines = ["| model | " + " | ".join(["PSNR (dB)", "SSIM", "mu-law PSNR (dB)"]) + " |", "|---|---|---|---|"]
+    for m in models:
+        means = [np.mean([r[m][k] for r in per_file.values()]) for k in METRICS]
+        lines.append(f"| {m} | {means[0]:.2f} | {means[1]:.4f} | {means[2]:.2f} |")
+    return "\n".join(lines) + f"\n\n{len(per_file)} sequence(s): " + ", ".join(Path(p).name for p in per_file)
+
+
+def recordings(paths) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        files += sorted(p.glob("*.h5")) if p.is_dir() else [p]
+    if not files:
+        raise InputError("no recordings to evaluate")
+    return files
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recordings", nargs="+", help="HDF5/AEDAT4 files with intensity frames, or folders of .h5")
+    ap.add_argument("--model", action="append", default=[], help="a checkpoint to evaluate (repeatable)")
+    ap.add_argument("--config", action="append", default=[], help="a configuration to evaluate (repeatable)")
+    ap.add_argument("--out", help="also write the table (markdown) to this file")
+    args = ap.parse_args(argv)
+    models = {"highpass": {"type": "highpass"}}
+    models.update({Path(m).name: model_from_flag(m) for m in args.model})
+    models.update({c: load_config(c).model for c in args.config})
+    per_file = {str(f): evaluate_file(f, models) for f in tqdm(recordings(args.recordings), desc="evaluating")}
+    text = table(per_file)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,46 @@
+"""Image-quality metrics and the normalisations of the evaluation protocol.
+
+- Official protocol (EventHDR): each sequence, output and ground truth alike, is mapped to
+  [0, 1] by its own 1st/99th percentiles (clipped); then PSNR and SSIM (data range 1).
+- Linear HDR: the output (relative radiance, unknown scale) is scaled to the ground truth by
+  the per-sequence median ratio, both are divided by the ground truth's maximum and
+  mu-law compressed (mu = 5000, the usual HDR-imaging convention); then PSNR.
+"""
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+MU = 5000.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(data_range ** 2 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=1.0))
+
+
+def percentile_normalise(seq: np.ndarray) -> np.ndarray:
+    p1, p99 = np.percentile(seq, [1, 99])
+    return np.clip((seq - p1) / (p99 - p1 + 1e-5), 0, 1)
+
+
+def mu_law(x: np.ndarray) -> np.ndarray:
+    return np.log1p(MU * np.clip(x, 0, None)) / np.log1p(MU)
+
+
+def sequence_metrics(outputs: np.ndarray, truth: np.ndarray) -> dict:
+    """outputs, truth: (N, H, W) linear. Returns the per-sequence means of each metric."""
+    o, g = percentile_normalise(outputs), percentile_normalise(truth)
+    valid = (outputs > 0) & (truth > 0)
+    scale = float(np.median(truth[valid] / outputs[valid])) if valid.any() else 1.0
+    peak = float(truth.max()) or 1.0
+    ho, hg = mu_law(outputs * scale / peak), mu_law(truth / peak)
+    return {
+        "psnr": float(np.mean([psnr(a, b) for a, b in zip(o, g)])),
+        "ssim": float(np.mean([ssim(a, b) for a, b in zip(o, g)])),
+        "mu_psnr": float(np.mean([psnr(a, b) for a, b in zip(ho, hg)])),
+    }

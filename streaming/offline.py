@@ -1,0 +1,25 @@
+"""A recording's voxel windows without threads or pacing: for evaluation, training, benchmarks."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from streaming.binner import events_to_voxel
+from streaming.datatypes import EventPacket, Source, VoxelWindow
+from streaming.windows import WindowPolicy, Windower
+
+
+def voxel_windows(source: Source, policy: WindowPolicy, num_bins: int = 5) -> Iterator[VoxelWindow]:
+    windower = Windower(policy)
+    seq = 0
+
+    def binned(closed):
+        nonlocal seq
+        for w in closed:
+            ev = w.events
+            grid = events_to_voxel(ev.x, ev.y, ev.t, ev.p, num_bins, source.height, source.width)
+            yield VoxelWindow(seq, w.t_start_us, w.t_end_us, grid, ev, w.reference)
+            seq += 1
+
+    for item in source:
+        yield from binned(windower.add_events(item) if isinstance(item, EventPacket) else windower.add_reference(item))
+    yield from binned(windower.flush())

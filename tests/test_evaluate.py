@@ -1,0 +1,35 @@
+import numpy as np
+
+from model.metrics import mu_law, percentile_normalise, psnr, sequence_metrics, ssim
+from tests.conftest import run_cli, write_moving_edge
+
+
+def test_metrics_on_known_images():
+    a = np.full((32, 32), 0.5)
+    assert abs(psnr(a, a + 0.1) - 20.0) < 1e-9  # MSE 0.01
+    assert abs(psnr(a, a + 0.01) - 40.0) < 1e-9
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64))
+    assert ssim(img, img) == 1.0
+    assert ssim(img, 1 - img) < 0  # anti-correlated structure
+    assert mu_law(np.array(1.0)) == 1.0 and mu_law(np.array(0.0)) == 0.0
+    n = percentile_normalise(np.linspace(0, 1, 10001))
+    assert n.min() == 0 and n.max() == 1 and abs(n[5000] - 0.5) < 1e-3
+
+
+def test_sequence_metrics_ignore_the_output_scale():
+    rng = np.random.default_rng(1)
+    truth = rng.random((3, 24, 24)) ** 3 + 1e-3
+    m = sequence_metrics(truth * 37.0, truth)  # a correct reconstruction at another scale
+    assert m["ssim"] > 0.999 and m["psnr"] > 60 and m["mu_psnr"] > 60
+    worse = sequence_metrics(truth[:, ::-1] * 37.0, truth)  # upside down
+    assert worse["psnr"] < 20 and worse["ssim"] < 0.5
+
+
+def test_evaluate_cli_reports_the_baseline(tmp_path):
+    write_moving_edge(tmp_path / "a.h5", seconds=0.3)
+    r = run_cli("evaluate.py", tmp_path, "--out", tmp_path / "table.md")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| highpass"))
+    psnr_db, ssim_v, mu_db = (float(v) for v in row.strip("|").split("|")[1:])
+    assert 0 < psnr_db < 60 and -1 <= ssim_v <= 1 and 0 < mu_db < 60
