@@ -1,0 +1,77 @@
+"""Render a split of synthetic HDR event recordings: OUT_DIR/seq_XXXX.h5.
+
+    python -m model.make_dataset OUT_DIR --split train|test --count N --seconds S --size HxW
+
+Seeds are fixed per split, so a split is the same on every machine and the test split never
+overlaps training:
+    train: sequence i has seed         i   (0 <= i < 1,000,000)
+    test:  sequence i has seed 1,000,000 + i
+    (model.scenes.DEMO_SEED, 2,000,008, is in neither.)
+Each seed fixes the scene and the simulator settings (thresholds, noise, refractory period),
+which are drawn per sequence so that a model does not learn one sensor.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.scenes import render_sequence
+from model.simulator import SimConfig
+
+SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
+SEEDS_PER_SPLIT = 1_000_000
+
+
+def sequence_seed(split: str, index: int) -> int:
+    if not 0 <= index < SEEDS_PER_SPLIT:
+        raise ValueError(f"sequence index {index} outside [0, {SEEDS_PER_SPLIT})")
+    return SPLIT_SEED_BASE[split] + index
+
+
+def random_sim_config(seed: int) -> SimConfig:
+    """Sensor settings spanning what real DVS/DAVIS cameras show."""
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the scene's
+    c_pos = rng.uniform(0.15, 0.45)
+    return SimConfig(c_pos=c_pos, c_neg=c_pos * rng.uniform(0.8, 1.25), c_sigma=rng.uniform(0.0, 0.05),
+                     refractory_us=int(rng.uniform(0, 1000)), shot_noise_hz=10 ** rng.uniform(-2, 0),
+                     hot_pixel_fraction=rng.uniform(0, 2e-4), hot_pixel_hz=rng.uniform(50, 500))
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, such as 180x240, not {text!r}") from None
+    if h < 8 or w < 8:
+        raise argparse.ArgumentTypeError(f"size {text} is too small (at least 8x8)")
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m model.make_dataset", description=__doc__.split("\n")[0])
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--split", choices=sorted(SPLIT_SEED_BASE), required=True)
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--size", type=_size, default=(180, 240), help="HxW (default 180x240)")
+    ap.add_argument("--gt-fps", type=float, default=25.0, help="ground-truth frames per second")
+    args = ap.parse_args(argv)
+    if not 0 < args.count <= SEEDS_PER_SPLIT:
+        ap.error(f"--count must be in 1..{SEEDS_PER_SPLIT}")
+    if args.seconds <= 0 or args.gt_fps <= 0:
+        ap.error("--seconds and --gt-fps must be positive")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        ap.error(f"{args.out_dir} is a file; OUT_DIR must be a directory")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    height, width = args.size
+    for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
+        seed = sequence_seed(args.split, i)
+        render_sequence(args.out_dir / f"seq_{i:04d}.h5", seed, height, width, args.seconds,
+                        args.gt_fps, random_sim_config(seed))
+
+
+if __name__ == "__main__":
+    main()

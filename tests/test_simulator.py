@@ -1,0 +1,133 @@
+"""The event simulator and the HDR scene generator."""
+import h5py
+import numpy as np
+import pytest
+
+from model.scenes import make_scene, render_sequence
+from model.simulator import EventSimulator, SimConfig
+from streaming.h5format import EventH5Reader
+
+C = 0.25
+EXACT = SimConfig(c_pos=C, c_neg=C, c_sigma=0.0, refractory_us=0, shot_noise_hz=0.0, hot_pixel_fraction=0.0)
+
+
+def _image(log_intensity, shape=(3, 4)):
+    """A frame whose log(I + eps) is log_intensity everywhere."""
+    return np.full(shape, np.exp(log_intensity) - EXACT.eps, np.float32)
+
+
+def _one_pixel_step(config, log_change, t0=1000, t1=2000, pixel=(1, 2)):
+    """Events of `pixel` changing its log intensity by log_change over (t0, t1]; the rest stay."""
+    sim = EventSimulator(3, 4, config, seed=0)
+    base = np.log(0.01)
+    assert len(sim.step(_image(base), t0)) == 0  # the first frame only sets the references
+    frame = _image(base)
+    frame[pixel] = np.exp(base + log_change) - config.eps
+    return sim.step(frame, t1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_k_thresholds_give_k_events_of_that_polarity(k, sign):
+    ev = _one_pixel_step(EXACT, sign * (k + 0.5) * C)  # half a threshold of margin for rounding
+    assert len(ev) == k
+    assert (ev.p == sign).all()
+    assert (ev.x == 2).all() and (ev.y == 1).all()
+
+
+def test_timestamps_are_interpolated_within_the_step():
+    ev = _one_pixel_step(EXACT, 3.5 * C, t0=1000, t1=2000)
+    # the log intensity moves linearly: threshold j is crossed at j / 3.5 of the step
+    expected = 1000 + np.array([1, 2, 3]) / 3.5 * 1000
+    np.testing.assert_allclose(ev.t, expected, atol=1)
+
+
+def test_refractory_period_suppresses_events():
+    # crossings at 200, 400, ..., 1000 us into the step; 500 us of refractory keeps 200 and 800
+    config = SimConfig(**{**EXACT.__dict__, "refractory_us": 500})
+    ev = _one_pixel_step(config, 5.5 * C, t0=0, t1=1100)
+    np.testing.assert_allclose(ev.t, [200, 800], atol=1)
+
+
+def test_events_time_ordered_across_steps_with_noise():
+    config = SimConfig(shot_noise_hz=50.0, hot_pixel_fraction=0.05)
+    sim = EventSimulator(16, 16, config, seed=3)
+    rng = np.random.default_rng(0)
+    packets = [sim.step(rng.uniform(1e-3, 1, (16, 16)).astype(np.float32), t) for t in range(0, 20_000, 1000)]
+    t = np.concatenate([p.t for p in packets])
+    assert len(t) > 1000
+    assert (np.diff(t) >= 0).all()
+    for i, p in enumerate(packets[1:]):  # each step's events lie in its own interval
+        assert ((p.t > i * 1000) & (p.t <= (i + 1) * 1000)).all()
+    assert {-1, 1} == set(np.concatenate([p.p for p in packets]).tolist())
+
+
+def test_simulator_is_deterministic_given_the_seed():
+    config = SimConfig(shot_noise_hz=20.0, hot_pixel_fraction=0.02, c_sigma=0.05)
+    rng = np.random.default_rng(1)
+    frames = [rng.uniform(1e-3, 1, (8, 8)).astype(np.float32) for _ in range(5)]
+
+    def run(seed):
+        sim = EventSimulator(8, 8, config, seed)
+        packets = [sim.step(f, 1000 * i) for i, f in enumerate(frames)]
+        return np.concatenate([np.stack([p.t, p.x, p.y, p.p]) for p in packets], axis=1)
+
+    np.testing.assert_array_equal(run(7), run(7))
+    assert not np.array_equal(run(7), run(8))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_frame_spans_four_decades(seed):
+    scene = make_scene(seed, 90, 120)
+    for t in (0.0, 0.7, 1.9, 3.3):
+        frame = scene.render(t)
+        assert frame.min() > 0
+        assert frame.max() / frame.min() >= 1e4
+
+
+def test_scene_moves():
+    scene = make_scene(0, 60, 80)
+    assert np.abs(np.log(scene.render(0.5)) - np.log(scene.render(0.6))).mean() > 0.01
+    assert scene.max_displacement(0.5, 0.6) > 1.0
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sim") / "seq.h5"
+    render_sequence(path, seed=5, height=48, width=64, seconds=0.4, gt_fps=25)
+    return path
+
+
+def test_recording_reads_back(recording):
+    r = EventH5Reader(recording)
+    try:
+        assert (r.height, r.width) == (48, 64)
+        ev = r.read(0, r.num_events)
+        assert r.num_events > 100
+        assert (np.diff(ev.t) >= 0).all()
+        assert ev.t[0] > 0 and ev.t[-1] <= 400_000
+        refs = r.references()
+        assert len(refs) == 11  # 0, 40, ..., 400 ms
+        assert [ref.t_us for ref in refs] == list(range(0, 400_001, 40_000))
+        for ref in refs[1:]:  # event_idx: the last event before the image
+            assert ev.t[ref.event_idx] < ref.t_us
+            assert ref.event_idx + 1 == r.num_events or ev.t[ref.event_idx + 1] >= ref.t_us
+    finally:
+        r.close()
+
+
+def test_recording_ground_truth_is_uint16_linear(recording):
+    with h5py.File(recording, "r") as f:
+        assert f.attrs["gt_encoding"] == "linear"
+        assert float(f.attrs["gt_scale"]) > 0
+        images = [f["images"][name][()] for name in f["images"]]
+    assert all(img.dtype == np.uint16 for img in images)
+    assert max(int(img.max()) for img in images) == 65535  # the sequence's brightest pixel
+
+
+def test_recording_is_deterministic(recording, tmp_path):
+    again = tmp_path / "again.h5"
+    render_sequence(again, seed=5, height=48, width=64, seconds=0.4, gt_fps=25)
+    with h5py.File(recording, "r") as a, h5py.File(again, "r") as b:
+        for name in ("events/xs", "events/ys", "events/ts", "events/ps", "images/image000000007"):
+            np.testing.assert_array_equal(a[name][()], b[name][()])
