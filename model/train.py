@@ -1,0 +1,178 @@
+"""Train an EventHDR network on recordings with ground-truth frames.
+
+    python train.py DATA_DIR --config eventhdr_cpu --out runs/cpu --iters 3000
+    python train.py DATA_DIR --init official.pth --out runs/finetune     # fine-tune
+
+Samples are clips of consecutive frame-aligned windows (the official evaluation's windows),
+randomly cropped and flipped. Each clip runs through the recurrent network from a zero state;
+back-propagation is truncated every `--tbptt` outputs (the state is carried on, detached).
+Loss per output: L1 on linear values + L1 after mu-law compression (so that the dark decades
+count) + a structural term (1 - SSIM) + temporal consistency (the change between consecutive
+outputs should match the ground truth's change). Targets are the ground truth divided by
+its clip's 99th percentile: events carry no absolute brightness, so the scale is a convention.
+
+OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
+`model.pth` (the weights alone, as the pipeline loads them), and `train.log`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.eventhdr import EventHDR
+from streaming.config import load_config
+from streaming.datatypes import InputError
+from streaming.offline import voxel_windows
+from streaming.sources import open_recording
+from streaming.windows import WindowPolicy
+
+MU = 5000.0
+
+
+class ClipDataset:
+    """Every recording's frame-aligned voxel grids and ground truth, held in memory."""
+
+    def __init__(self, paths: list[Path], bins: int = 5):
+        self.grids, self.truth = [], []
+        for p in tqdm(paths, desc="loading recordings"):
+            src = open_recording(str(p))
+            wins = list(voxel_windows(src, WindowPolicy("frames"), bins))
+            src.close()
+            self.grids.append(np.stack([w.grid for w in wins]).astype(np.float16))
+            self.truth.append(np.stack([w.reference.image for w in wins]).astype(np.float32))
+        if not self.grids:
+            raise InputError("no training recordings found")
+
+    def sample(self, rng, batch: int, clip: int, crop: int):
+        """(grids (B, clip+2, C, crop, crop), truth (B, clip, crop, crop)): window k+1's ground
+        truth goes with the output centred on it."""
+        g_out, t_out = [], []
+        for _ in range(batch):
+            i = rng.integers(len(self.grids))
+            g, t = self.grids[i], self.truth[i]
+            s = rng.integers(0, len(g) - clip - 1)
+            y, x = rng.integers(0, g.shape[2] - crop + 1), rng.integers(0, g.shape[3] - crop + 1)
+            gg = g[s:s + clip + 2, :, y:y + crop, x:x + crop].astype(np.float32)
+            tt = t[s + 1:s + clip + 1, y:y + crop, x:x + crop]
+            if rng.random() < 0.5:
+                gg, tt = gg[..., ::-1], tt[..., ::-1]
+            if rng.random() < 0.5:
+                gg, tt = gg[..., ::-1, :], tt[..., ::-1, :]
+            g_out.append(gg.copy())
+            t_out.append(tt / max(float(np.percentile(tt, 99)), 1e-4))
+        return torch.from_numpy(np.stack(g_out)), torch.from_numpy(np.stack(t_out)).unsqueeze(2)
+
+
+def mu_law(x):
+    return torch.log1p(MU * x.clamp(min=0)) / math.log1p(MU)
+
+
+def ssim_loss(a, b, c1=1e-4, c2=9e-4):
+    """1 - SSIM with an 7x7 box window, on values clamped to [0, 1]."""
+    a, b = a.clamp(0, 1), b.clamp(0, 1)
+    pool = lambda z: F.avg_pool2d(z, 7, 1, 3, count_include_pad=False)
+    ma, mb = pool(a), pool(b)
+    va, vb, cov = pool(a * a) - ma ** 2, pool(b * b) - mb ** 2, pool(a * b) - ma * mb
+    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
+    return 1 - s.mean()
+
+
+def frame_loss(out, target):
+    return F.l1_loss(out, target) + F.l1_loss(mu_law(out), mu_law(target)) + 0.5 * ssim_loss(out, target)
+
+
+def clip_loss(net, grids, truth, tbptt: int, optimiser=None):
+    """Run a clip; back-propagate every `tbptt` outputs. Returns the mean loss."""
+    state, prev_out, total = None, None, 0.0
+    steps = truth.shape[1]
+    for c0 in range(0, steps, tbptt):
+        loss = 0.0
+        for k in range(c0, min(c0 + tbptt, steps)):
+            out, state = net(grids[:, k:k + 3], state)
+            loss = loss + frame_loss(out, truth[:, k])
+            if prev_out is not None:
+                loss = loss + 0.5 * F.l1_loss(out - prev_out, truth[:, k] - truth[:, k - 1])
+            prev_out = out
+        if optimiser is not None:
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimiser.step()
+        total += float(loss)
+        state = tuple(s.detach() for s in state)
+        prev_out = prev_out.detach()
+    return total / steps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="+", help="folders of .h5 recordings with ground-truth frames (or files)")
+    ap.add_argument("--config", default="eventhdr_cpu", help="architecture: a config name or YAML (default eventhdr_cpu)")
+    ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
+    ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
+    ap.add_argument("--iters", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--clip", type=int, default=8, help="outputs per clip")
+    ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations")
+    ap.add_argument("--crop", type=int, default=96, help="crop side, a multiple of 16")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args(argv)
+    if args.crop % 16:
+        raise InputError(f"--crop {args.crop}: must be a multiple of 16")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from model.evaluate import recordings
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(args.config)
+    if args.init:
+        arch, state_dict = load_checkpoint(args.init)
+    else:
+        arch, state_dict = cfg.model.get("arch") or {}, None
+    net = EventHDR(**arch)
+    if state_dict is not None:
+        net.load_state_dict(state_dict)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    start = 0
+    if (out / "last.pt").exists():
+        last = torch.load(out / "last.pt", weights_only=True)
+        net.load_state_dict(last["model"])
+        optimiser.load_state_dict(last["optimiser"])
+        schedule.load_state_dict(last["schedule"])
+        rng.bit_generator.state = last["rng"]
+        start = last["iter"]
+    data = ClipDataset(recordings(args.data))
+    log = open(out / "train.log", "a")
+    bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
+    t0 = time.monotonic()
+    for it in bar:
+        grids, truth = data.sample(rng, args.batch, args.clip, args.crop)
+        loss = clip_loss(net, grids, truth, args.tbptt, optimiser)
+        schedule.step()
+        bar.set_postfix(loss=f"{loss:.4f}")
+        log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
+                              "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
+        if (it + 1) % 100 == 0 or it + 1 == args.iters:
+            log.flush()
+            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
+                        "schedule": schedule.state_dict(), "rng": rng.bit_generator.state, "iter": it + 1},
+                       out / "last.pt.tmp")
+            (out / "last.pt.tmp").replace(out / "last.pt")
+            save_checkpoint(out / "model.pth", net, {"trained_by": "model/train.py", "iters": it + 1,
+                                                     "args": vars(args)})
+    log.close()
+    return 0

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Reconstruct HDR video live from an event camera (iniVation, through dv-processing) or a DV
+network stream.
+
+  python run_live.py --camera                      # the first camera found
+  python run_live.py --camera SERIAL               # a given camera
+  python run_live.py --camera tcp://HOST:PORT      # a DV event stream (DV software, or --serve-events)
+  python run_live.py --camera --serve-events 0.0.0.0:7777   # camera machine: forward raw events only
+"""
+import time
+from pathlib import Path
+
+from streaming.cli import common_parser, outputs, run_config, run_main
+from streaming.datatypes import InputError
+from streaming.dvsources import SourceLost, denoiser, open_source, serve_events
+from streaming.pipeline import Pipeline
+from streaming.ring import OVERLOAD_POLICIES
+
+RECONNECT_EVERY_S = 1.0
+
+
+def main(argv=None) -> int:
+    ap = common_parser(__doc__)
+    ap.add_argument("--camera", nargs="?", const="", required=True, metavar="SERIAL|tcp://HOST:PORT",
+                    help="the event source: no value = the first camera found")
+    ap.add_argument("--overload", choices=OVERLOAD_POLICIES,
+                    help="when the model falls behind: merge pending windows (default; no event lost, "
+                         "the frame rate falls) or drop the oldest (counted in the stats)")
+    ap.add_argument("--denoise", action="store_true", help="dv-processing's background-activity filter")
+    ap.add_argument("--reconnect", action="store_true",
+                    help="when the camera or stream is lost, keep trying to reopen it (each reconnection "
+                         "starts a new sequence, and --record/--video files get a -2, -3, ... suffix)")
+    ap.add_argument("--serve-events", metavar="HOST:PORT",
+                    help="do not reconstruct: forward the camera's raw events as a DV network stream")
+    args = ap.parse_args(argv)
+    if args.serve_events:
+        source = open_source(args.camera)
+        print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
+        try:
+            n = serve_events(source, args.serve_events, denoise=args.denoise)
+        except KeyboardInterrupt:
+            n = None
+        print("stopped" if n is None else f"done: forwarded {n:,} events")
+        return 0
+    cfg = run_config(args)
+    source, attempt = open_source(args.camera), 1
+    while True:
+        print(f"live from {source.description}, {cfg.window.describe()} windows, model {cfg.model['type']}, "
+              f"overload {cfg.overload}; publishing on {cfg.publish}", flush=True)
+        clean = denoiser(source.width, source.height) if args.denoise else None
+        try:
+            stats = Pipeline(source, cfg, float("inf"), _numbered(outputs(args), attempt), args.max_seconds,
+                             event_filter=clean).run()
+            print(stats.summary())
+            return 0
+        except SourceLost as e:
+            print(f"lost the source: {e}", flush=True)
+            if not args.reconnect:
+                return 1
+        source, attempt = _reopen(args.camera), attempt + 1
+
+
+def _reopen(spec):
+    """--reconnect: try again every second until the camera or stream is back (Ctrl-C stops)."""
+    while True:
+        time.sleep(RECONNECT_EVERY_S)
+        try:
+            return open_source(spec)
+        except InputError as e:
+            print(f"waiting for the source: {e}", flush=True)
+
+
+def _numbered(out, attempt):
+    """Outputs of the attempt-th connection: out.h5, out-2.h5, out-3.h5, ..."""
+    if attempt == 1:
+        return out
+    rename = lambda p: str(Path(p).with_stem(f"{Path(p).stem}-{attempt}")) if p else p
+    return type(out)(rename(out.record), rename(out.video), out.wait_subscribers, out.stats_every_s)
+
+
+if __name__ == "__main__":
+    run_main(main)
