@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from streaming.config import load_config, model_from_flag, validate, RunConfig
 from streaming.datatypes import InputError

@@ -52,8 +52,8 @@ class ReferenceFrame:
     """An intensity image recorded beside the events (APS frame, ground truth).
 
     image: float32 (H, W), linear, 1.0 = the sensor's full scale (uint8/255, uint16/65535).
-    event_idx: global index of the first event after the image (the end of its
-    frame-aligned window), or -1 when the source does not know it."""
+    event_idx: global index of the last event before the image (event_cnn_minimal's
+    convention; its frame-aligned window ends there, exclusive), or -1 when unknown."""
     t_us: int
     image: np.ndarray
     event_idx: int = -1

@@ -8,8 +8,11 @@ to_event_store / from_event_store are the only two places where one becomes the 
 """
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections import deque
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Callable
@@ -21,6 +24,8 @@ from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
 from streaming.sources import paced
 
 IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don't spin
+WRITER_DRAIN_S = 1.0  # at the end of serving: the most we wait for the writer's queue to empty,
+WRITER_LINGER_S = 0.3  # then for the packets in flight (measured: 0.3 s loses none on loopback)
 BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
 BGR_TO_GREY = np.array([0.114, 0.587, 0.299], np.float32)  # dv frames are OpenCV BGR
 
@@ -31,7 +36,9 @@ class SourceLost(InputError):
 
 
 def to_event_store(ev: EventPacket) -> dv.EventStore:
-    """ev must be time-sorted: dv.EventStore refuses an event older than the one before."""
+    """ev must be time-sorted: dv.EventStore refuses an event older than the one before.
+
+    dv-processing's Python API builds a store one event at a time (about 1 µs each here)."""
     store = dv.EventStore()
     for t, x, y, p in zip(ev.t.tolist(), ev.x.tolist(), ev.y.tolist(), (ev.p > 0).tolist()):
         store.push_back(t, x, y, p)
@@ -60,8 +67,12 @@ def denoiser(width: int, height: int) -> Callable[[EventPacket], EventPacket]:
 
 
 def _reason(err: Exception) -> str:
-    """dv-processing's messages carry a source location and a stack trace: keep the gist."""
-    return str(err).splitlines()[0].split(" [system:")[0]
+    """The gist of a dv-processing error. Its messages are either one line with a boost
+    suffix ("connect: Connection refused [system:111 at ...]") or a C++ source location,
+    then "Type: message", then a stack trace."""
+    lines = str(err).splitlines() or [type(err).__name__]
+    gist = lines[1] if len(lines) > 1 and lines[0].startswith("/") else lines[0]
+    return gist.split(" [system:")[0]
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -84,7 +95,7 @@ class _Interleaver:
     def __init__(self):
         self.n_events = 0
         self._last_t = None  # timestamp of the last event passed on
-        self._frames = deque()  # (t_us, image), in timestamp order
+        self._frames = deque()  # (t_us, image): one camera sends its frames in timestamp order
 
     def add_frame(self, frame: dv.Frame):
         self._frames.append((int(frame.timestamp), frame.image))
@@ -94,16 +105,17 @@ class _Interleaver:
             t_us, image = self._frames.popleft()
             cut = int(np.searchsorted(ev.t, t_us, "left"))
             if cut:
-                yield from self._pass(ev[:cut])
+                yield self._pass(ev[:cut])
                 ev = ev[cut:]
-            late = self._last_t is not None and t_us < self._last_t
-            yield ReferenceFrame(t_us, _grey(image), -1 if late else max(self.n_events - 1, 0))
+            yield ReferenceFrame(t_us, _grey(image), -1 if self._late(t_us) else max(self.n_events - 1, 0))
         if len(ev):
-            yield from self._pass(ev)
+            yield self._pass(ev)
 
     def _due(self, t_us: int, ev: EventPacket) -> bool:
-        late = self._last_t is not None and t_us < self._last_t
-        return late or (len(ev) > 0 and t_us <= ev.t[-1])
+        return self._late(t_us) or (len(ev) > 0 and t_us <= ev.t[-1])
+
+    def _late(self, t_us: int) -> bool:
+        return self._last_t is not None and t_us < self._last_t
 
     def flush(self):
         """End of input: the frames after the last event."""
@@ -111,10 +123,10 @@ class _Interleaver:
             t_us, image = self._frames.popleft()
             yield ReferenceFrame(t_us, _grey(image), max(self.n_events - 1, 0))
 
-    def _pass(self, ev: EventPacket):
+    def _pass(self, ev: EventPacket) -> EventPacket:
         self.n_events += len(ev)
         self._last_t = int(ev.t[-1])
-        yield ev
+        return ev
 
 
 class Aedat4Source:
@@ -123,7 +135,7 @@ class Aedat4Source:
     live = False
 
     def __init__(self, path: str | Path):
-        path = Path(path)
+        self._path = path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
         try:
@@ -139,6 +151,12 @@ class Aedat4Source:
                             f"{', with frames' if self._has_frames else ''})")
 
     def __iter__(self):
+        try:
+            yield from self._items()
+        except RuntimeError as e:  # a damaged packet further in than the open-time checks reach
+            raise InputError(f"{self._path}: damaged recording ({_reason(e)})") from None
+
+    def _items(self):
         self._rec.resetSequentialRead()
         merge = _Interleaver()
         frame = self._next_frame()
@@ -185,7 +203,8 @@ class CameraSource:
                              f"close other programs using it and check its USB permissions") from None
         self.width, self.height = self._cam.getEventResolution()
         self._has_frames = self._cam.isFrameStreamAvailable()
-        self.description = f"camera {self._cam.getCameraName()} ({self.width}x{self.height})"
+        self._name = self._cam.getCameraName()
+        self.description = f"camera {self._name} ({self.width}x{self.height})"
 
     def __iter__(self):
         merge = _Interleaver()
@@ -200,7 +219,7 @@ class CameraSource:
 
     def _read(self) -> tuple[dv.EventStore | None, list[dv.Frame]]:
         """The next event batch (None: nothing yet) and the frames that came in."""
-        lost = f"camera {self._cam.getCameraName()} stopped (unplugged?)"
+        lost = f"camera {self._name} stopped (unplugged?)"
         if not self._cam.isRunning():
             raise SourceLost(lost)
         try:
@@ -239,18 +258,19 @@ class NetworkSource:
         if not self._reader.isEventStreamAvailable():
             raise InputError(f"{self._url} serves no events (it sends a different stream type); "
                              f"connect to the server's events output")
-        self.width, self.height = self._reader.getEventResolution()
+        resolution = self._reader.getEventResolution()
+        if resolution is None:
+            raise InputError(f"{self._url} does not say its sensor size; serve it from the DV software "
+                             f"or serve_events, which send it")
+        self.width, self.height = resolution
         self.description = f"{self._url} ({self._reader.getCameraName()}, {self.width}x{self.height})"
 
     def __iter__(self):
         while True:
-            try:
-                store = self._reader.getNextEventBatch()
-            except RuntimeError:  # the server closed the connection mid-packet
-                return
+            store = self._reader.getNextEventBatch()
             if store is not None:
                 yield from_event_store(store)
-            elif not self._reader.isRunning():
+            elif not self._reader.isRunning():  # the server stopped or went away: end of input
                 return
             else:
                 time.sleep(IDLE_SLEEP_S)
@@ -269,7 +289,7 @@ def open_source(spec: str | None) -> Source:
 
 
 def serve_events(source: Source, address: str, *, denoise: bool = False, rate: float = 1.0,
-                 on_listening: Callable[[], None] | None = None) -> int:
+                 on_listening: Callable[[], None] | None = None, wait_clients: int = 0) -> int:
     """Forward the source's events as a DV network stream on HOST:PORT until the source ends;
     returns the number of events written. A recording is replayed at `rate` x real time (a live
     source sets its own pace). Reference frames stay behind: a DV stream carries one type."""
@@ -279,9 +299,17 @@ def serve_events(source: Source, address: str, *, denoise: bool = False, rate: f
         writer = dv.io.NetworkWriter(host, port, stream)
     except RuntimeError as e:
         raise InputError(f"cannot serve on {host}:{port}: {_reason(e)}; pick another port") from None
-    if on_listening is not None:
-        on_listening()
-    clean = denoiser(source.width, source.height) if denoise else None
+    try:
+        if on_listening is not None:
+            on_listening()
+        while writer.getClientCount() < wait_clients:  # so that a slow-starting reader misses nothing
+            time.sleep(IDLE_SLEEP_S)
+        return _forward(source, writer, denoiser(source.width, source.height) if denoise else None, rate)
+    finally:
+        _hang_up(writer, port)
+
+
+def _forward(source: Source, writer: dv.io.NetworkWriter, clean, rate: float) -> int:
     written = 0
     for item in source if source.live else paced(source, rate):
         if not isinstance(item, EventPacket):
@@ -291,3 +319,44 @@ def serve_events(source: Source, address: str, *, denoise: bool = False, rate: f
             writer.writeEvents(to_event_store(ev))
             written += len(ev)
     return written
+
+
+def _hang_up(writer: dv.io.NetworkWriter, port: int):
+    """Disconnect the writer's clients so that it can be freed.
+
+    dv-processing 2.0.4 deadlocks when a NetworkWriter is freed with clients connected: its
+    destructor joins its IO thread holding the GIL, and that thread needs the GIL to report
+    the connections it closes. So let the last packets go out, shut the client sockets down
+    ourselves (the IO thread reports it while we sleep without the GIL), then let it go."""
+    deadline = time.monotonic() + WRITER_DRAIN_S
+    while writer.getQueuedPacketCount() and time.monotonic() < deadline:
+        time.sleep(IDLE_SLEEP_S)
+    if writer.getClientCount():  # the queue count leaves out the packets still being sent
+        time.sleep(WRITER_LINGER_S)
+    for fd in _client_fds(port):
+        with suppress(OSError), _borrowed_socket(fd) as sock:  # OSError: that client just left
+            sock.shutdown(socket.SHUT_RDWR)
+    while writer.getClientCount() and time.monotonic() < deadline + WRITER_DRAIN_S:
+        time.sleep(IDLE_SLEEP_S)
+
+
+def _client_fds(port: int) -> list[int]:
+    """This process's connected sockets whose local port is `port`: a server's clients."""
+    fds = []
+    for fd in map(int, os.listdir("/dev/fd")):
+        # OSError: not a socket (or the listing's own descriptor, closed by now), or no peer
+        with suppress(OSError), _borrowed_socket(fd) as sock:
+            inet = sock.family in (socket.AF_INET, socket.AF_INET6)
+            if inet and sock.getsockname()[1] == port and sock.getpeername():
+                fds.append(fd)
+    return fds
+
+
+@contextmanager
+def _borrowed_socket(fd: int):
+    """A socket object over a descriptor that someone else owns: it never closes it."""
+    sock = socket.socket(fileno=fd)
+    try:
+        yield sock
+    finally:
+        sock.detach()

@@ -1,4 +1,6 @@
 import os
+import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ from streaming.h5format import EventH5Writer
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 STREET_AEDAT4 = SHARED_DATA / "davis346_street.aedat4"
+DVSERVER = REPO / "tests" / "dvserver.py"
+WAIT_S = 15  # generous: the machine is shared
 
 
 def write_moving_edge(path, seconds=1.0, height=48, width=64, frame_us=40000, rate=60000, seed=0):
@@ -48,7 +52,28 @@ def run_cli(*args, timeout=120):
 
 
 def free_port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def dvserver():
+    """Start tests/dvserver.py on a free port; yields (port, process). Never outlives the test."""
+    procs = []
+
+    def start(*args: str) -> tuple[int, subprocess.Popen]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(DVSERVER), str(port), *args],
+                                stdout=subprocess.PIPE, text=True, cwd=REPO)
+        procs.append(proc)
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT_S)
+        assert ready and proc.stdout.readline().strip() == "ready", "dvserver did not start"
+        return port, proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -1,0 +1,66 @@
+"""A stand-in for a camera behind the DV software: serves a synthetic moving edge as a DV
+event stream on 127.0.0.1, then exits, so that the stream stops under a connected reader.
+
+    python tests/dvserver.py PORT --seconds S --rate EV_PER_S --width 346 --height 260
+
+Prints "ready" once listening. Run as a second process by tests/test_dvsources.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find `streaming`
+
+from streaming.datatypes import EventPacket  # noqa: E402
+from streaming.dvsources import serve_events  # noqa: E402
+
+TICK_S = 0.01  # one packet every 10 ms, like a camera's USB transfers
+EDGE_PX_PER_S = 200.0
+
+
+class MovingEdge:
+    """A vertical edge sweeping right at EDGE_PX_PER_S, events stamped with wall-clock µs."""
+    live = True
+
+    def __init__(self, seconds: float, rate: float, width: int, height: int):
+        self.seconds, self.rate, self.width, self.height = seconds, rate, width, height
+        self.description = f"dvserver moving edge {width}x{height}"
+        self._rng = np.random.default_rng(0)
+
+    def __iter__(self):
+        start = time.monotonic()
+        t0_us = time.time_ns() // 1000
+        tick_us = int(TICK_S * 1e6)
+        n = max(1, round(self.rate * TICK_S))
+        for k in range(round(self.seconds / TICK_S)):
+            time.sleep(max(0.0, start + k * TICK_S - time.monotonic()))
+            t = np.sort(t0_us + k * tick_us + self._rng.integers(0, tick_us, n))
+            x = np.full(n, int(k * TICK_S * EDGE_PX_PER_S) % self.width, np.uint16)
+            y = self._rng.integers(0, self.height, n).astype(np.uint16)
+            yield EventPacket(t, x, y, np.ones(n, np.int8))
+
+    def close(self):
+        pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("port", type=int)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--rate", type=float, default=100_000, help="events per second")
+    ap.add_argument("--width", type=int, default=346)
+    ap.add_argument("--height", type=int, default=260)
+    ap.add_argument("--wait-client", action="store_true", help="start the stream once a reader is connected")
+    a = ap.parse_args()
+    source = MovingEdge(a.seconds, a.rate, a.width, a.height)
+    serve_events(source, f"127.0.0.1:{a.port}", on_listening=lambda: print("ready", flush=True),
+                 wait_clients=int(a.wait_client))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""The dv-processing sources against real parts: the DAVIS346 recording, a DV network stream
+served by a second process (tests/dvserver.py), dv-processing's own denoiser."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import dv_processing as dv
+import numpy as np
+import pytest
+
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.dvsources import (Aedat4Source, CameraSource, NetworkSource, _Interleaver, denoiser,
+                                 from_event_store, open_source, serve_events, to_event_store)
+
+from tests.conftest import STREET_AEDAT4 as RECORDING, WAIT_S, free_port
+
+UNIX_US = 1_700_000_000_000_000
+
+
+def iterate_in_thread(source) -> tuple[threading.Thread, list]:
+    """A source that never ends then fails the test (see finish) instead of hanging it."""
+    items = []
+    thread = threading.Thread(target=lambda: items.extend(source), daemon=True)
+    thread.start()
+    return thread, items
+
+
+def finish(thread: threading.Thread):
+    thread.join(WAIT_S)
+    assert not thread.is_alive(), f"iteration did not end within {WAIT_S} s"
+
+
+def drain(source) -> list:
+    thread, items = iterate_in_thread(source)
+    finish(thread)
+    return items
+
+
+def assert_one_line(err: pytest.ExceptionInfo, *fragments: str):
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    for f in fragments:
+        assert f in msg, msg
+
+
+# --- AEDAT4 recording ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def recording_items():
+    if not RECORDING.exists():
+        pytest.skip(f"{RECORDING} missing")
+    src = Aedat4Source(RECORDING)
+    try:
+        return src, list(src)
+    finally:
+        src.close()
+
+
+def test_aedat4_resolution_counts_and_types(recording_items):
+    src, items = recording_items
+    assert (src.width, src.height, src.live) == (346, 260, False)
+    packets = [i for i in items if isinstance(i, EventPacket)]
+    frames = [i for i in items if isinstance(i, ReferenceFrame)]
+    assert len(packets) + len(frames) == len(items)
+    ev = EventPacket.concat(packets)
+    assert len(ev) == 78_830
+    assert len(frames) == 59
+    assert (ev.t.dtype, ev.x.dtype, ev.y.dtype, ev.p.dtype) == (np.int64, np.uint16, np.uint16, np.int8)
+    assert set(np.unique(ev.p)) == {-1, 1}
+    assert ev.x.max() < 346 and ev.y.max() < 260
+    for f in frames:
+        assert f.image.shape == (260, 346) and f.image.dtype == np.float32
+        assert 0.0 <= f.image.min() and f.image.max() <= 1.0
+    assert frames[5].image.std() > 0  # a real picture, not a blank
+
+
+def test_aedat4_is_time_ordered(recording_items):
+    _, items = recording_items
+    stamps = np.concatenate([i.t if isinstance(i, EventPacket) else [i.t_us] for i in items])
+    assert np.all(np.diff(stamps) >= 0)
+    assert np.diff(np.array([i.t_us for i in items if isinstance(i, ReferenceFrame)])).min() > 0
+
+
+def test_aedat4_event_idx_is_the_last_event_before_the_image(recording_items):
+    _, items = recording_items
+    all_t = EventPacket.concat([i for i in items if isinstance(i, EventPacket)]).t
+    seen = 0
+    for item in items:
+        if isinstance(item, EventPacket):
+            seen += len(item)
+            continue
+        expected = max(int(np.searchsorted(all_t, item.t_us, "left")) - 1, 0)
+        assert item.event_idx == expected == max(seen - 1, 0)
+
+
+def test_aedat4_iterates_again_from_the_start(recording_items):
+    src = Aedat4Source(RECORDING)
+    try:
+        first = next(iter(src))
+        again = next(iter(src))
+    finally:
+        src.close()
+    assert type(first) is type(again) and first.t_us == again.t_us  # a frame comes first here
+
+
+def test_aedat4_missing_file(tmp_path):
+    with pytest.raises(InputError) as err:
+        Aedat4Source(tmp_path / "nothing.aedat4")
+    assert_one_line(err, "nothing.aedat4", "no such file")
+
+
+def test_aedat4_not_an_aedat4_file(tmp_path):
+    bad = tmp_path / "notes.aedat4"
+    bad.write_text("these are not events\n")
+    with pytest.raises(InputError) as err:
+        Aedat4Source(bad)
+    assert_one_line(err, "notes.aedat4", "not a readable AEDAT4 recording")
+
+
+def test_aedat4_without_events(tmp_path):
+    path = tmp_path / "frames_only.aedat4"
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.FrameOnlyConfig("TEST_0", (32, 24)))
+    writer.writeFrame(dv.Frame(1000, np.zeros((24, 32), np.uint8)))
+    del writer  # dv finishes the file when the writer is freed
+    with pytest.raises(InputError) as err:
+        Aedat4Source(path)
+    assert_one_line(err, "no event stream", "frames")
+
+
+# --- network stream ------------------------------------------------------------------------
+
+def test_network_source_reads_until_the_server_stops(dvserver):
+    port, proc = dvserver("--seconds", "1.5", "--rate", "50000", "--width", "240", "--height", "180")
+    src = NetworkSource(f"tcp://127.0.0.1:{port}")
+    assert (src.width, src.height, src.live) == (240, 180, True)  # from the stream, not a default
+    items = drain(src)  # returns on its own: the server's end is the end of input
+    src.close()
+    assert proc.wait(WAIT_S) == 0
+    ev = EventPacket.concat(items)
+    assert 20_000 < len(ev) <= 75_000  # about 1.5 s at 50 kev/s
+    assert np.all(np.diff(ev.t) >= 0)
+    assert ev.x.max() < 240 and ev.y.max() < 180 and set(np.unique(ev.p)) <= {-1, 1}
+
+
+def test_network_source_closed_port():
+    port = free_port()
+    with pytest.raises(InputError) as err:
+        NetworkSource(f"tcp://127.0.0.1:{port}")
+    assert_one_line(err, f"cannot connect to tcp://127.0.0.1:{port}", "is the server running?")
+
+
+def test_bad_address():
+    with pytest.raises(InputError) as err:
+        open_source("tcp://localhost")
+    assert_one_line(err, "bad address", "HOST:PORT")
+
+
+def test_serve_events_forwards_a_recording_to_a_reader(recording_items):
+    _, items = recording_items
+    sent = EventPacket.concat([i for i in items if isinstance(i, EventPacket)])
+    port = free_port()
+    readers = []
+
+    def connect():  # the reader must be connected before the first packet goes out
+        src = open_source(f"tcp://127.0.0.1:{port}")
+        readers.append((src, *iterate_in_thread(src)))
+
+    recording = Aedat4Source(RECORDING)
+    written = serve_events(recording, f"127.0.0.1:{port}", rate=float("inf"), on_listening=connect)
+    recording.close()
+    src, thread, received = readers[0]
+    finish(thread)  # serve_events hung up when the recording ended: the reader's input ends
+    src.close()
+    assert (src.width, src.height) == (346, 260)
+    assert written == len(sent)
+    got = EventPacket.concat(received)
+    for f in "txyp":
+        np.testing.assert_array_equal(getattr(got, f), getattr(sent, f))
+
+
+def test_serve_events_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(InputError) as err:
+            serve_events(EmptySource(), f"127.0.0.1:{port}")
+    assert_one_line(err, f"cannot serve on 127.0.0.1:{port}", "pick another port")
+
+
+class EmptySource:
+    live, width, height, description = True, 8, 8, "stub"
+
+    def __iter__(self):
+        return iter(())
+
+
+# --- camera ----------------------------------------------------------------------------------
+
+def test_no_camera_is_an_input_error():
+    if dv.io.camera.discover():
+        pytest.skip("a camera is plugged in")
+    with pytest.raises(InputError) as err:
+        CameraSource()
+    assert_one_line(err, "no event camera found (discovered: none)", "tcp://HOST:PORT")
+    with pytest.raises(InputError):
+        open_source("")
+
+
+# --- conversions and the denoiser ------------------------------------------------------------
+
+def test_event_store_round_trip():
+    ev = EventPacket(np.array([5, 7, 7, 90], np.int64), np.array([0, 345, 3, 4], np.uint16),
+                     np.array([259, 0, 1, 2], np.uint16), np.array([1, -1, -1, 1], np.int8))
+    back = from_event_store(to_event_store(ev))
+    for f in "txyp":
+        np.testing.assert_array_equal(getattr(back, f), getattr(ev, f))
+        assert getattr(back, f).dtype == getattr(ev, f).dtype
+
+
+def test_denoiser_drops_isolated_events_and_keeps_a_moving_edge():
+    rng = np.random.default_rng(0)
+    # an edge sweeping right one column per ms over x 10..89, every row firing within that ms
+    cols = np.repeat(np.arange(10, 90), 260)
+    edge_t = np.repeat(np.arange(80) * 1000, 260) + rng.integers(0, 1000, cols.size)
+    edge = np.stack([edge_t, cols, np.tile(np.arange(260), 80)])
+    # noise: lone pixels far from the edge and from each other, 5 ms apart (the filter looks 2 ms back)
+    k = np.arange(16)
+    noise = np.stack([k * 5000 + 500, 150 + 10 * k, 20 + 13 * k])
+    both = np.concatenate([edge, noise], axis=1)
+    both = both[:, np.argsort(both[0], kind="stable")]
+    # camera clocks are Unix µs; near t=0 dv's filter would count its zeroed memory as support
+    ev = EventPacket(UNIX_US + both[0].astype(np.int64), both[1].astype(np.uint16), both[2].astype(np.uint16),
+                     np.ones(both.shape[1], np.int8))
+    denoise = denoiser(346, 260)
+    out = EventPacket.concat([denoise(part) for part in (ev[:8000], ev[8000:])])  # state spans packets
+    assert int((out.x >= 150).sum()) == 0
+    assert int((out.x < 100).sum()) > 0.9 * cols.size
+    assert np.all(np.diff(out.t) >= 0)
+
+
+
+def packet(*t: int) -> EventPacket:
+    n = len(t)
+    return EventPacket(np.array(t, np.int64), np.zeros(n, np.uint16), np.zeros(n, np.uint16), np.ones(n, np.int8))
+
+
+def test_live_frames_wait_for_the_events_or_go_at_once_when_late():
+    """The camera's path, without a camera: a frame ahead of the events waits for them; one
+    that arrives behind events already passed on goes out at once with event_idx -1."""
+    merge = _Interleaver()
+    image = np.full((2, 3), 255, np.uint8)
+    merge.add_frame(dv.Frame(25, image))
+    out = list(merge.events(packet(10, 20, 30)))
+    assert [len(i) if isinstance(i, EventPacket) else i.t_us for i in out] == [2, 25, 1]
+    assert out[1].event_idx == 1 and out[1].image.max() == 1.0
+    merge.add_frame(dv.Frame(28, image))  # late: the events up to 30 are out already
+    assert [(f.t_us, f.event_idx) for f in merge.events(EventPacket.empty())] == [(28, -1)]
+    merge.add_frame(dv.Frame(45, image))  # early: waits for the events up to 45
+    assert list(merge.events(EventPacket.empty())) == []
+    out = list(merge.events(packet(40, 50)))
+    assert [len(i) if isinstance(i, EventPacket) else (i.t_us, i.event_idx) for i in out] == [1, (45, 3), 1]

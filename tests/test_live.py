@@ -1,0 +1,54 @@
+"""Live input end to end: a DV network stream from a second process, no camera, AEDAT4 replay."""
+import av
+import h5py
+import numpy as np
+
+from streaming.dvsources import Aedat4Source
+from tests.conftest import STREET_AEDAT4, free_port, run_cli
+
+
+def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
+    port, proc = dvserver("--seconds", "2", "--rate", "50000", "--width", "346", "--height", "260",
+                          "--wait-client")
+    r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "30", "--window-ms", "20",
+                "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5")
+    assert r.returncode == 0, r.stderr  # the stream ending is the end of input, not an error
+    assert "done:" in r.stdout
+    with h5py.File(tmp_path / "live.h5", "r") as f:
+        frames, t0, t1 = f["frames"][:], f["t_start_us"][:], f["t_end_us"][:]
+    assert frames.shape[1:] == (260, 346) and np.isfinite(frames).all()
+    assert (t1[-1] - t0[0]) > 1.6e6  # the frames cover the 2 s stream
+    assert (t0[1:] == t1[:-1]).all()  # contiguous windows: nothing fell between frames
+
+
+def test_max_seconds_stops_a_live_run(dvserver, tmp_path):
+    port, _ = dvserver("--seconds", "5", "--rate", "20000", "--width", "64", "--height", "48", "--wait-client")
+    r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "1", "--window-ms", "50",
+                "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "live.h5", "r") as f:
+        span = f["t_end_us"][-1] - f["t_start_us"][0]
+    assert 0.8e6 <= span <= 1.05e6
+
+
+def test_no_camera_gives_one_clear_line():
+    r = run_cli("run_live.py", "--camera", "--max-seconds", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no event camera found" in r.stderr, r.stderr
+
+
+def test_aedat4_replay_covers_the_recording_with_its_aps_frames(tmp_path):
+    src = Aedat4Source(STREET_AEDAT4)
+    ev_t = np.concatenate([item.t for item in src if hasattr(item, "x")])
+    src.close()
+    r = run_cli("run_replay.py", STREET_AEDAT4, "--rate", "max", "--window-ms", "40", "--publish",
+                f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "s.h5", "--video", tmp_path / "s.mp4")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        t0, t1, n = f["t_start_us"][:], f["t_end_us"][:], len(f["seq"])
+    assert t0[0] == ev_t[0] and t1[-1] > ev_t[-1]  # first to last event
+    assert n == int(np.ceil((ev_t[-1] + 1 - ev_t[0]) / 40000))
+    with av.open(str(tmp_path / "s.mp4")) as v:
+        last = [f.to_ndarray(format="rgb24") for f in v.decode(video=0)][-1]
+    assert last.shape == (260, 3 * 346, 3)
+    aps = last[:, 2 * 346:]
+    assert aps.std() > 10  # the right panel shows the camera's APS frame, not a blank
