@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.eventhdr import EventHDR
+from model.eventhdr import EventHDRWrapper, make_arch
 from streaming.config import load_config
 from streaming.datatypes import InputError
 from streaming.offline import voxel_windows
@@ -91,13 +91,19 @@ def frame_loss(out, target):
 
 
 def clip_loss(net, grids, truth, tbptt: int, optimiser=None):
-    """Run a clip; back-propagate every `tbptt` outputs. Returns the mean loss."""
+    """Run a clip through the recurrent network, one optimiser step every `tbptt` outputs with
+    the state carried on, detached (truncated back-propagation through time). Within a
+    chunk each window's features are computed once, as the streaming wrapper does."""
     state, prev_out, total = None, None, 0.0
-    steps = truth.shape[1]
+    steps, nf = truth.shape[1], net.model.num_frame
     for c0 in range(0, steps, tbptt):
+        c1 = min(c0 + tbptt, steps)
+        chunk = grids[:, c0:c1 + nf - 1]
+        pyramids = [lvl.unflatten(0, chunk.shape[:2]) for lvl in net.model.extract(chunk.flatten(0, 1))]
         loss = 0.0
-        for k in range(c0, min(c0 + tbptt, steps)):
-            out, state = net(grids[:, k:k + 3], state)
+        for k in range(c0, c1):
+            frames = [tuple(lvl[:, k - c0 + i] for lvl in pyramids) for i in range(nf)]
+            out, state = net.model.predict(frames, state)
             loss = loss + frame_loss(out, truth[:, k])
             if prev_out is not None:
                 loss = loss + 0.5 * F.l1_loss(out - prev_out, truth[:, k] - truth[:, k - 1])
@@ -107,7 +113,7 @@ def clip_loss(net, grids, truth, tbptt: int, optimiser=None):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimiser.step()
-        total += float(loss)
+        total += loss.item()
         state = tuple(s.detach() for s in state)
         prev_out = prev_out.detach()
     return total / steps
@@ -139,8 +145,8 @@ def main(argv=None) -> int:
     if args.init:
         arch, state_dict = load_checkpoint(args.init)
     else:
-        arch, state_dict = cfg.model.get("arch") or {}, None
-    net = EventHDR(**arch)
+        arch, state_dict = make_arch(cfg.model.get("arch")), None
+    net = EventHDRWrapper(**arch)
     if state_dict is not None:
         net.load_state_dict(state_dict)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)

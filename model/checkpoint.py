@@ -1,0 +1,143 @@
+"""Checkpoints: the official EventHDR file as it is on users' disks, and ours.
+
+Official: torch.save({"state_dict": {"model.…": tensor}, "config": parse_config.ConfigParser, "arch",
+"epoch", "optimizer", "monitor_best"}), maybe saved from DataParallel (a `module.` in the keys), maybe
+on a GPU. Its config is a pickled object, so plain `weights_only=True` refuses the file; unpickling
+it fully would run whatever code the file names. We load it with torch's weights-only unpickler and
+a short allow-list: the config class becomes a plain local stand-in that only receives its
+attributes, nothing outside the list is ever resolved or called.
+
+Ours: {"state_dict": same keys, "config": a JSON string {"arch": ..., **extra}}; weights_only as is.
+
+Both kinds: the architecture is read from the tensors' shapes, never from the config.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.eventhdr import EventHDRWrapper, make_arch
+from streaming.datatypes import InputError
+
+
+class OfficialConfig:
+    """Stand-in for parse_config.ConfigParser: unpickling only fills its __dict__ (`_config`, paths)."""
+
+
+_numpy_scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor, wherever it lives
+
+_SAFE_GLOBALS = [
+    (OfficialConfig, "parse_config.ConfigParser"),
+    # PurePosixPath: a PosixPath cannot even be created on Windows, and nothing here touches the disk.
+    (PurePosixPath, "pathlib.PosixPath"),
+    (PurePosixPath, "pathlib.PurePosixPath"),
+    # The official trainer's metric tracker (pandas) makes monitor_best a numpy float64: its pickle
+    # is scalar(dtype, raw bytes), under numpy 1's module name or numpy 2's.
+    (_numpy_scalar, "numpy.core.multiarray.scalar"),
+    (_numpy_scalar, "numpy._core.multiarray.scalar"),
+    np.dtype,
+    type(np.dtype(np.float64)),  # what np.dtype("f8") returns, which the unpickler then BUILDs
+]
+
+
+def _readable(name: str) -> str:
+    """os.system pickles as posix.system (nt.system on Windows); name it as users know it."""
+    module, _, attr = name.rpartition(".")
+    return f"os.{attr}" if module in ("posix", "nt") else name
+
+
+def _reason(e: Exception) -> str:
+    """One line from torch.load's error. Weights-only refusals bury the cause (the line naming the
+    GLOBAL) under advice to turn the check off, and end it with advice to allow-list the global."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    cause = next((line for line in lines if "GLOBAL" in line), lines[0])
+    return f"{type(e).__name__}: {cause.split(' Please use')[0]}"
+
+
+def _unpickle(path: Path) -> object:
+    with torch.serialization.safe_globals(_SAFE_GLOBALS):
+        try:
+            refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except (ValueError, RuntimeError):  # not torch.save's zip format, or damaged: torch.load says which
+            refused = []
+        if refused:
+            names = ", ".join(sorted(_readable(g) for g in refused))
+            raise InputError(f"checkpoint {path} asks to load {names}; refusing to execute code from a checkpoint")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  whatever the cause, the file cannot be used: say why
+            raise InputError(f"checkpoint {path}: cannot be read as a safe PyTorch checkpoint "
+                             f"({_reason(e)})") from None
+
+
+def _strip_module(key: str) -> str:
+    """DataParallel adds a `module.` level (before or after `model.`); no EventHDR name has one."""
+    return ".".join(part for part in key.split(".") if part != "module")
+
+
+def arch_from_state_dict(sd: dict) -> dict:
+    """The hyper-parameters, from the shapes and names of the tensors (keys `model.*`)."""
+    def shape(name: str) -> torch.Size:
+        return sd[f"model.{name}"].shape
+
+    def count(prefix: str) -> int:
+        return len({k.split(".")[2] for k in sd if k.startswith(f"model.{prefix}.")})
+
+    nf, nin = shape("conv_first.weight")[:2]
+    return {"num_in_ch": nin, "num_feat": nf,
+            "num_frame": shape("fusion.feat_fusion.weight")[1] // nf,
+            "deformable_groups": shape("pcd_align.dcn_pack.l1.conv_offset.weight")[0] // 27,
+            "num_extract_block": count("feature_extraction"),
+            "num_reconstruct_block": count("reconstruction"),
+            "num_out_ch": shape("conv_last.weight")[0]}
+
+
+def _check_fits(sd: dict, arch: dict, path: Path) -> None:
+    with torch.device("meta"):  # the names and shapes only: nothing allocated
+        expected = {k: v.shape for k, v in EventHDRWrapper(**arch).state_dict().items()}
+    got = {k: v.shape for k, v in sd.items()}
+    if got == expected:
+        return
+    problems = {"missing": sorted(expected.keys() - got.keys()),
+                "unexpected": sorted(got.keys() - expected.keys()),
+                "wrong shape": sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])}
+    detail = "; ".join(f"{what} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                       for what, keys in problems.items() if keys)
+    raise InputError(f"checkpoint {path}: tensors do not fit the EventHDR network {arch}: {detail}")
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(arch, state_dict with `model.*` keys) of an official checkpoint or one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path}: no such file")
+    ckpt = _unpickle(path)
+    sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f"checkpoint {path}: no state_dict of tensors; not an EventHDR checkpoint")
+    sd = {_strip_module(k): v for k, v in sd.items()}
+    try:
+        arch = make_arch(arch_from_state_dict(sd))
+    except KeyError as e:
+        raise InputError(f"checkpoint {path}: no tensor {e.args[0]}; not an EventHDR checkpoint") from None
+    except InputError as e:
+        raise InputError(f"checkpoint {path}: {e}") from None
+    _check_fits(sd, arch, path)
+    return arch, sd
+
+
+def save_checkpoint(path: str | os.PathLike, net: nn.Module, extra: dict | None = None) -> None:
+    """Writes {"state_dict", "config": JSON {"arch", **extra}}, loadable with weights_only=True.
+
+    net: an EventHDR or its wrapper; extra: JSON-serialisable (epoch, data, losses, ...)."""
+    model = net.model if isinstance(net, EventHDRWrapper) else net
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
+                "config": json.dumps({"arch": model.arch, **(extra or {})})}, tmp)
+    os.replace(tmp, path)  # a crash while saving never leaves a truncated checkpoint behind
