@@ -1,16 +1,28 @@
 # `make demo` and `make test` set everything up on first use, then run.
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
+# The compiled kernels (native/, built by setup.py). Optional: where they do not build, the
+# network falls back to torchvision, so set-up warns in one line and goes on (and tries again
+# next time).
+NATIVE_STAMP := build/.native-built
+NATIVE_SRC := setup.py $(wildcard native/*.h native/*.cpp native/*.cu)
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup native clean
 
-setup: $(VENV_STAMP)
+setup: $(VENV_STAMP) $(NATIVE_STAMP)
 
 $(VENV_STAMP): requirements.txt
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip
 	.venv/bin/pip install --quiet -r requirements.txt
 	touch $@
+
+native: $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(VENV_STAMP) $(NATIVE_SRC)
+	@mkdir -p build
+	@if $(PY) setup.py build_ext --inplace > build/native.log 2>&1; then touch $@; \
+	else echo "warning: native kernels did not build (see build/native.log); using torchvision's slower deformable convolution"; fi
 
 demo: setup
 	$(PY) -m streaming.demo $(ARGS)
@@ -19,4 +31,4 @@ test: setup
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf .venv build out data
+	rm -rf .venv build out data native/_C*.so
