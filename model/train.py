@@ -90,10 +90,11 @@ def frame_loss(out, target):
     return F.l1_loss(out, target) + F.l1_loss(mu_law(out), mu_law(target)) + 0.5 * ssim_loss(out, target)
 
 
-def clip_loss(net, grids, truth, tbptt: int, optimiser=None):
+def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0):
     """Run a clip through the recurrent network, one optimiser step every `tbptt` outputs with
     the state carried on, detached (truncated back-propagation through time). Within a
-    chunk each window's features are computed once, as the streaming wrapper does."""
+    chunk each window's features are computed once, as the streaming wrapper does. The first
+    `burn_in` outputs are not scored: from a zero state, nothing can know the static scene yet."""
     state, prev_out, total = None, None, 0.0
     steps, nf = truth.shape[1], net.model.num_frame
     for c0 in range(0, steps, tbptt):
@@ -104,19 +105,21 @@ def clip_loss(net, grids, truth, tbptt: int, optimiser=None):
         for k in range(c0, c1):
             frames = [tuple(lvl[:, k - c0 + i] for lvl in pyramids) for i in range(nf)]
             out, state = net.model.predict(frames, state)
-            loss = loss + frame_loss(out, truth[:, k])
-            if prev_out is not None:
-                loss = loss + 0.5 * F.l1_loss(out - prev_out, truth[:, k] - truth[:, k - 1])
+            if k >= burn_in:
+                loss = loss + frame_loss(out, truth[:, k])
+                if prev_out is not None:
+                    loss = loss + 0.5 * F.l1_loss(out - prev_out, truth[:, k] - truth[:, k - 1])
             prev_out = out
-        if optimiser is not None:
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimiser.step()
-        total += loss.item()
+        if torch.is_tensor(loss):  # a chunk of burn-in alone has nothing to learn from
+            if optimiser is not None:
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimiser.step()
+            total += loss.item()
         state = tuple(s.detach() for s in state)
         prev_out = prev_out.detach()
-    return total / steps
+    return total / max(steps - burn_in, 1)
 
 
 def main(argv=None) -> int:
@@ -126,10 +129,11 @@ def main(argv=None) -> int:
     ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
     ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
     ap.add_argument("--iters", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--clip", type=int, default=8, help="outputs per clip")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--clip", type=int, default=24, help="outputs per clip")
     ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations")
-    ap.add_argument("--crop", type=int, default=96, help="crop side, a multiple of 16")
+    ap.add_argument("--burn-in", type=int, default=4, help="outputs at the start of a clip left unscored")
+    ap.add_argument("--crop", type=int, default=64, help="crop side, a multiple of 16")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -167,7 +171,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     for it in bar:
         grids, truth = data.sample(rng, args.batch, args.clip, args.crop)
-        loss = clip_loss(net, grids, truth, args.tbptt, optimiser)
+        loss = clip_loss(net, grids, truth, args.tbptt, optimiser, args.burn_in)
         schedule.step()
         bar.set_postfix(loss=f"{loss:.4f}")
         log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
