@@ -146,3 +146,20 @@ def test_port_in_use_gives_one_clear_line(edge_h5):
     finally:
         s.close(0)
     assert r.returncode == 2 and "pass another --publish address" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=4.0, rate=20000)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--rate", "1x", "--publish",
+                          f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5"],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith("replaying")
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "done:" in out and "Traceback" not in err
+    with h5py.File(tmp_path / "o.h5", "r") as f:  # closed properly: opens without swmr
+        n = len(f["seq"])
+    assert 10 < n < 150  # stopped early: 4 s of 25 ms windows would be 160
