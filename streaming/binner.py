@@ -16,21 +16,24 @@ def voxel_into(out, x, y, t_us, p, num_bins):
     max(0, 1 - |t_norm - b|) to bin b of its polarity's grid. Fewer than 3 events give
     zeros. Equal first/last timestamps put every event in bin 0 (the official code divides
     by zero there and poisons the recurrent state with NaN)."""
-    out[:] = 0.0
+    flat = out.reshape(-1)
+    flat[:] = 0.0
     n = t_us.shape[0]
     if n < 3:
         return
+    hw, w = out.shape[1] * out.shape[2], out.shape[2]
     t0 = t_us[0]
     span = t_us[n - 1] - t0
     scale = (num_bins - 1) / span if span > 0 else 0.0
     for i in range(n):
         tn = (t_us[i] - t0) * scale
-        c0 = 0 if p[i] > 0 else num_bins
-        b0 = int(tn)
-        for b in range(b0, min(b0 + 2, num_bins)):
-            w = 1.0 - abs(tn - b)
-            if w > 0.0:
-                out[c0 + b, y[i], x[i]] += np.float32(w)
+        b0 = int(tn)  # only bins b0 and b0 + 1 get a non-zero weight
+        k = (b0 if p[i] > 0 else num_bins + b0) * hw + np.int64(y[i]) * w + x[i]
+        flat[k] += np.float32(1.0 - (tn - b0))  # = 1 - |t_norm - b0|, as tn >= b0
+        if b0 + 1 < num_bins:
+            w1 = 1.0 - ((b0 + 1) - tn)
+            if w1 > 0.0:
+                flat[k + hw] += np.float32(w1)
 
 
 def events_to_voxel(x, y, t_us, p, num_bins, height, width):
