@@ -1,15 +1,17 @@
 """Train an EventHDR network on recordings with ground-truth frames.
 
     python train.py DATA_DIR --config eventhdr_cpu --out runs/cpu --iters 3000
-    python train.py DATA_DIR --init official.pth --out runs/finetune     # fine-tune
+    python train.py DATA_DIR --init official.pth --config eventhdr --out runs/finetune   # fine-tune
 
 Samples are clips of consecutive frame-aligned windows (the official evaluation's windows),
 randomly cropped and flipped. Each clip runs through the recurrent network from a zero state;
-back-propagation is truncated every `--tbptt` outputs (the state is carried on, detached).
-Loss per output: L1 on linear values + L1 after mu-law compression (so that the dark decades
-count) + a structural term (1 - SSIM) + temporal consistency (the change between consecutive
-outputs should match the ground truth's change). Targets are the ground truth divided by
-its clip's 99th percentile: events carry no absolute brightness, so the scale is a convention.
+back-propagation is truncated every `--tbptt` outputs (the state is carried on, detached),
+and the first `--burn-in` outputs are not scored. Loss per output, scale-free (each output
+and target divided by its mean magnitude, as events carry no absolute brightness): L1 after
+mu-law compression (so that the dark decades count) + 0.1 L1 on linear values + a
+structural term (1 - SSIM); plus temporal consistency (the change between consecutive
+outputs should match the ground truth's, targets being divided by their clip's 99th
+percentile). Re-running the same command resumes; a larger --iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
 `model.pth` (the weights alone, as the pipeline loads them), and `train.log`.
@@ -87,7 +89,13 @@ def ssim_loss(a, b, c1=1e-4, c2=9e-4):
 
 
 def frame_loss(out, target):
-    return F.l1_loss(out, target) + F.l1_loss(mu_law(out), mu_law(target)) + 0.5 * ssim_loss(out, target)
+    """Scale-free: events carry no absolute brightness, so each output is compared after
+    dividing it by its own mean magnitude (the target likewise)."""
+    dims = (1, 2, 3)
+    out = out / (out.abs().mean(dims, keepdim=True) + 1e-6)
+    target = target / (target.mean(dims, keepdim=True) + 1e-6)
+    return F.l1_loss(mu_law(out / 100), mu_law(target / 100)) + 0.1 * F.l1_loss(out, target) \
+        + 0.5 * ssim_loss(out / 4, target / 4)
 
 
 def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0):
@@ -154,7 +162,6 @@ def main(argv=None) -> int:
     if state_dict is not None:
         net.load_state_dict(state_dict)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     start = 0
@@ -162,9 +169,11 @@ def main(argv=None) -> int:
         last = torch.load(out / "last.pt", weights_only=True)
         net.load_state_dict(last["model"])
         optimiser.load_state_dict(last["optimiser"])
-        schedule.load_state_dict(last["schedule"])
         rng.bit_generator.state = last["rng"]
         start = last["iter"]
+    # built after resuming, so that a resumed run may also be lengthened with a larger --iters
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
+                                                   last_epoch=start - 1)
     data = ClipDataset(recordings(args.data))
     log = open(out / "train.log", "a")
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
@@ -179,7 +188,7 @@ def main(argv=None) -> int:
         if (it + 1) % 100 == 0 or it + 1 == args.iters:
             log.flush()
             torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
-                        "schedule": schedule.state_dict(), "rng": rng.bit_generator.state, "iter": it + 1},
+                        "rng": rng.bit_generator.state, "iter": it + 1},
                        out / "last.pt.tmp")
             (out / "last.pt.tmp").replace(out / "last.pt")
             save_checkpoint(out / "model.pth", net, {"trained_by": "model/train.py", "iters": it + 1,

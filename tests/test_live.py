@@ -11,7 +11,7 @@ from tests.conftest import STREET_AEDAT4, free_port, run_cli
 def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
     port, proc = dvserver("--seconds", "2", "--rate", "50000", "--width", "346", "--height", "260",
                           "--wait-client")
-    r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "30", "--window-ms", "20",
+    r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "30", "--window-ms", "20",
                 "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5")
     assert r.returncode == 0, r.stderr  # the stream ending is the end of input, not an error
     assert "done:" in r.stdout
@@ -24,7 +24,7 @@ def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
 
 def test_max_seconds_stops_a_live_run(dvserver, tmp_path):
     port, _ = dvserver("--seconds", "5", "--rate", "20000", "--width", "64", "--height", "48", "--wait-client")
-    r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "1", "--window-ms", "50",
+    r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}", "--max-seconds", "1", "--window-ms", "50",
                 "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5")
     assert r.returncode == 0, r.stderr
     with h5py.File(tmp_path / "live.h5", "r") as f:
@@ -42,7 +42,7 @@ def test_aedat4_replay_covers_the_recording_with_its_aps_frames(tmp_path):
     src = Aedat4Source(STREET_AEDAT4)
     ev_t = np.concatenate([item.t for item in src if hasattr(item, "x")])
     src.close()
-    r = run_cli("run_replay.py", STREET_AEDAT4, "--rate", "max", "--window-ms", "40", "--publish",
+    r = run_cli("run_replay.py", STREET_AEDAT4, "--model", "highpass", "--rate", "max", "--window-ms", "40", "--publish",
                 f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "s.h5", "--video", tmp_path / "s.mp4")
     assert r.returncode == 0, r.stderr
     with h5py.File(tmp_path / "s.h5", "r") as f:

@@ -35,7 +35,7 @@ def test_subscriber_in_another_process_receives_every_frame(tmp_path):
     sub = subprocess.Popen([sys.executable, "examples/subscribe.py", address], cwd=REPO, env=env,
                            stdout=subprocess.PIPE, text=True)
     try:
-        r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window-ms", "20", "--publish", address,
+        r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-ms", "20", "--publish", address,
                     "--wait-subscribers", "1", "--record", tmp_path / "out.h5")
         assert r.returncode == 0, r.stderr
         out, _ = sub.communicate(timeout=30)
@@ -49,7 +49,7 @@ def test_subscriber_in_another_process_receives_every_frame(tmp_path):
 
 def test_recording_and_video(tmp_path):
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)
-    r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window", "frames",
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window", "frames",
                 "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5", "--video", tmp_path / "o.mp4")
     assert r.returncode == 0, r.stderr
     assert "done:" in r.stdout
@@ -71,7 +71,7 @@ def test_recorder_as_a_separate_subscriber(tmp_path):
     rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address,
                             "--max-frames", "30"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
-        r = run_cli("run_replay.py", tmp_path / "r.h5", "--rate", "max", "--window-ms", "20", "--publish", address,
+        r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-ms", "20", "--publish", address,
                     "--wait-subscribers", "1")
         assert r.returncode == 0, r.stderr
         assert "recorded 30 frames" in rec.communicate(timeout=30)[0]
@@ -151,7 +151,7 @@ def test_port_in_use_gives_one_clear_line(edge_h5):
 def test_ctrl_c_stops_cleanly(tmp_path):
     write_moving_edge(tmp_path / "r.h5", seconds=4.0, rate=20000)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--rate", "1x", "--publish",
+    p = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "1x", "--publish",
                           f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5"],
                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline().startswith("replaying")
