@@ -1,6 +1,6 @@
 """Binner throughput: our Numba kernel against the usual numpy and torch formulations.
 
-    python bench/binner.py [--events 2000000]
+    python -m bench.binner [--events 2000000]
 
 References, measured in the same run on the same events (346x260, 5 bins):
 - numpy: E2VID-style `np.add.at` into the two neighbouring bins of each event;

@@ -1,6 +1,6 @@
 """The replay pipeline end to end on the demo recording.
 
-    python bench/pipeline.py [--config default] [--file data/demo.h5]
+    python -m bench.pipeline [--config default] [--file data/demo.h5]
 
 1. Replay at `max` through the whole pipeline (binner, ring, model, publisher): events/s in,
    frames/s out, latency percentiles; and the model alone on the same windows, so the

@@ -55,7 +55,10 @@ def load_config(name: str | None = None) -> RunConfig:
         cfg.window = WindowPolicy(**raw.get("window", {}))
     except TypeError as e:
         raise InputError(f"{path}: bad window settings ({e})") from None
-    cfg.bins = int(raw.get("bins", cfg.bins))
+    try:
+        cfg.bins = int(raw.get("bins", cfg.bins))
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: bins must be an integer, got {raw.get('bins')!r}") from None
     cfg.overload = raw.get("overload", cfg.overload)
     cfg.publish = raw.get("publish", cfg.publish)
     validate(cfg)

@@ -163,3 +163,15 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     with h5py.File(tmp_path / "o.h5", "r") as f:  # closed properly: opens without swmr
         n = len(f["seq"])
     assert 10 < n < 150  # stopped early: 4 s of 25 ms windows would be 160
+
+
+@pytest.mark.parametrize("text,message", [
+    ("bins: five\n", "bins must be an integer"), ("model: {type: highpass, cutoff: 3}\n", "unknown settings cutoff"),
+    ("model: {type: e2vid}\n", "use highpass or eventhdr"), ("window: {policy: ms, size: 3}\n", "bad window settings"),
+    ("colour: red\n", "unknown settings colour"), ("model: [\n", "not valid YAML"),
+])
+def test_bad_config_gives_one_clear_line(edge_h5, tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    r = run_cli("run_replay.py", edge_h5, "--config", tmp_path / "bad.yaml", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
