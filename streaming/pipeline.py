@@ -135,7 +135,9 @@ class Pipeline:
             image = self.model.push(window)
         except ValueError:  # a window the model refuses (NaN): the state stays as it was
             self.stats.rejected += 1
-            image = None
+            held.pop()  # as if it never came, so that held[] still mirrors the model's windows
+            self.ring.release(newest=True)
+            return
         if image is not None:
             centre = held[-1 - self.model.lookahead]
             frame = Frame(centre.seq, centre.t_start_us, centre.t_end_us, image,

@@ -92,11 +92,10 @@ class VoxelRing:
         self._pending.append((slots[0], merged))
         self._cv.notify_all()
 
-    def release(self, n: int = 1) -> None:
-        """Return the n oldest windows handed out by get() (their grids may be reused)."""
+    def release(self, newest: bool = False) -> None:
+        """Return the oldest (or the newest) window handed out by get(): its grid may be reused."""
         with self._cv:
-            for _ in range(n):
-                self._free.append(self._held.popleft())
+            self._free.append(self._held.pop() if newest else self._held.popleft())
             self._cv.notify_all()
 
     @property

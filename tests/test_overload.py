@@ -96,3 +96,42 @@ def test_replay_blocks_the_reader_instead_of_losing_windows():
         assert w.grid[0, 0, 0] == 1.0  # its own grid, not overwritten by a later window
         ring.release()
     assert seqs == list(range(10)) and ring.merged == ring.dropped == 0
+
+
+class RejectingModel:
+    """Lookahead 1; refuses every third window, as EventHDRStream refuses a NaN grid. Each frame
+    holds the sequence number of the centre window the model itself used."""
+    lookahead = 1
+
+    def __init__(self):
+        self.accepted = []
+
+    def push(self, window):
+        if window.seq % 3 == 2 and window.n_events > 3:  # not the pipeline's 3-event warm-up windows
+            raise ValueError("refused")
+        self.accepted.append(window.seq)
+        if len(self.accepted) < 2:
+            return None
+        return np.full(window.grid.shape[1:], self.accepted[-2], np.float32)
+
+    def reset(self):
+        self.accepted.clear()
+
+
+def test_refused_windows_do_not_shift_later_frames(tmp_path):
+    import h5py
+
+    from streaming.sources import H5Source
+    from tests.conftest import write_moving_edge
+    write_moving_edge(tmp_path / "r.h5", seconds=0.4)
+    cfg = RunConfig(window=WindowPolicy("ms", ms=10), publish=f"tcp://127.0.0.1:{free_port()}")
+    model = RejectingModel()
+    pipe = Pipeline(H5Source(tmp_path / "r.h5"), cfg, float("inf"), Outputs(record=str(tmp_path / "o.h5"),
+                    stats_every_s=1e9), model=model, log=lambda s: None)
+    model.reset()
+    stats = pipe.run()
+    assert stats.rejected == 13  # seq 2, 5, ..., 38 of 40 windows
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        seqs, frames = f["seq"][:], f["frames"][:]
+    assert len(seqs) == 40 - 13 - 1
+    assert (frames.mean(axis=(1, 2)) == seqs).all()  # each frame is labelled with its own window
