@@ -55,15 +55,6 @@ class EventH5Reader:
         h, w = (int(v) for v in res)
         return h, w
 
-    @property
-    def t0_us(self) -> int:
-        return int(self.read(0, 1).t[0])
-
-    @property
-    def t_last_us(self) -> int:
-        t = self._ts[self.num_events - 1]
-        return int(_seconds_to_us(np.asarray(t))) if self._ts_in_seconds else int(t)
-
     def read(self, start: int, stop: int) -> EventPacket:
         """Events [start, stop), converted and checked; bad data ends the replay clearly."""
         ts = self._ts[start:stop]

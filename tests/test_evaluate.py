@@ -1,5 +1,6 @@
 import numpy as np
 
+from model.tonemap import CausalToneMapper, official_postprocess
 from model.metrics import mu_law, percentile_normalise, psnr, sequence_metrics, ssim
 from tests.conftest import run_cli, write_moving_edge
 
@@ -33,3 +34,13 @@ def test_evaluate_cli_reports_the_baseline(tmp_path):
     row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| highpass"))
     psnr_db, ssim_v, mu_db = (float(v) for v in row.strip("|").split("|")[1:])
     assert 0 < psnr_db < 60 and -1 <= ssim_v <= 1 and 0 < mu_db < 60
+
+
+def test_official_postprocess_and_causal_tonemapper():
+    frames = np.linspace(0, 1, 2 * 50 * 50).reshape(2, 50, 50)
+    out = official_postprocess(frames)
+    # p1 -> 0; p99 -> 65535 -> Reinhard at 30000: 2.1845 / 3.1845 * 255 = 174.9
+    assert out.dtype == np.uint8 and out.min() == 0 and out.max() == 174
+    tm = CausalToneMapper()
+    dark, bright = tm(np.full((8, 8), 1e-3)), tm(np.full((8, 8), 1e3))
+    assert dark.dtype == np.uint8 and dark.max() == 0 and bright.min() == 255  # its range follows the past slowly
