@@ -31,9 +31,12 @@ def test_evaluate_cli_reports_the_baseline(tmp_path):
     write_moving_edge(tmp_path / "a.h5", seconds=0.3)
     r = run_cli("evaluate.py", tmp_path, "--out", tmp_path / "table.md")
     assert r.returncode == 0, r.stderr
-    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| highpass"))
-    psnr_db, ssim_v, mu_db = (float(v) for v in row.strip("|").split("|")[1:])
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
+            for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| ") and "PSNR" not in line}
+    assert set(rows) == {"highpass", "blank"}
+    psnr_db, ssim_v, mu_db = rows["highpass"]
     assert 0 < psnr_db < 60 and -1 <= ssim_v <= 1 and 0 < mu_db < 60
+    assert rows["blank"][1] < ssim_v  # the filter shows the moving edge; a blank frame shows nothing
 
 
 def test_official_postprocess_and_causal_tonemapper():
