@@ -7,10 +7,11 @@ Samples are clips of consecutive frame-aligned windows (the official evaluation'
 randomly cropped and flipped. Each clip runs through the recurrent network from a zero state;
 back-propagation is truncated every `--tbptt` outputs (the state is carried on, detached),
 and the first `--burn-in` outputs are not scored. Targets are divided by the 99th
-percentile of their clip's whole frames (or of the crop: `--target-scale crop`). Loss per output: L1 on linear values + L1 after
-mu-law compression (so that the dark decades count) + a structural term (1 - SSIM); plus
-temporal consistency (the change between consecutive outputs should match the ground
-truth's). Re-running the same command resumes; a larger --iters lengthens the run.
+percentile of their clip's whole frames (or of the crop: `--target-scale crop`). Loss per
+output: L1 on linear values + L1 after mu-law compression (so that the dark decades count)
++ a structural term (1 - SSIM); plus temporal consistency (the change between consecutive
+outputs should match the ground truth's). Re-running the same command resumes; a larger
+--iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
 `model.pth` (the weights alone, as the pipeline loads them), and `train.log`.
@@ -140,7 +141,8 @@ def main(argv=None) -> int:
     ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
     ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
     ap.add_argument("--iters", type=int, default=3000)
-    ap.add_argument("--batch", type=int, default=16, help="clips per step (many small ones: a diverse batch is what stops the network settling on a blank image)")
+    ap.add_argument("--batch", type=int, default=16,
+                    help="clips per step (many small ones: a diverse batch keeps the network off a blank image)")
     ap.add_argument("--clip", type=int, default=8, help="outputs per clip")
     ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations")
     ap.add_argument("--burn-in", type=int, default=2, help="outputs at the start of a clip left unscored")
