@@ -1,6 +1,6 @@
-"""Render a split of synthetic HDR event recordings: OUT_DIR/seq_XXXX.h5.
+"""Render a split of synthetic event recordings: OUT_DIR/seq_XXXX.h5.
 
-    python -m model.make_dataset OUT_DIR --split train|test --count N --seconds S --size HxW
+    python -m model.make_dataset OUT_DIR --split train|test --count N --seconds S --size HxW [--style still]
 
 Seeds are fixed per split, so a split is the same on every machine and the test split never
 overlaps training:
@@ -8,7 +8,9 @@ overlaps training:
     test:  sequence i has seed 1,000,000 + i
     (model.scenes.DEMO_SEED, 2,000,008, is in neither.)
 Each seed fixes the scene and the simulator settings (thresholds, noise, refractory period),
-which are drawn per sequence so that a model does not learn one sensor.
+which are drawn per sequence so that a model does not learn one sensor. `--style` picks the
+scene kind (model.scenes: "hdr", a moving camera under lights spanning four decades, or "still",
+a parked camera in ordinary light); the same seed in the other style is another scene.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.scenes import render_sequence
+from model.scenes import STYLES, render_sequence
 from model.simulator import SimConfig
 
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--size", type=_size, default=(180, 240), help="HxW (default 180x240)")
+    ap.add_argument("--style", choices=STYLES, default="hdr", help="scene kind (default hdr)")
     ap.add_argument("--gt-fps", type=float, default=25.0, help="ground-truth frames per second")
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
         seed = sequence_seed(args.split, i)
         render_sequence(args.out_dir / f"seq_{i:04d}.h5", seed, height, width, args.seconds,
-                        args.gt_fps, random_sim_config(seed))
+                        args.gt_fps, random_sim_config(seed), style=args.style)
 
 
 if __name__ == "__main__":

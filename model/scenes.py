@@ -1,11 +1,14 @@
-"""Synthetic HDR scenes, rendered into event recordings with ground-truth frames.
+"""Synthetic scenes, rendered into event recordings with ground-truth frames.
 
-A scene is a textured background (a reflectance map, from scikit-image's bundled sample
-images or procedural patterns) lit by an illumination map spanning four decades (a ramp from
-deep shadow to bright light, spotlights, cast shadows) plus a sun-like emissive disk that
-would saturate a conventional camera. A camera pans, zooms and rolls over it while textured
-objects (sprites) move and turn on their own smooth random trajectories, lit by the same
-light field. Radiance is linear, with the brightest light at about 1.
+Two styles. An "hdr" scene is a textured background (a reflectance map, from scikit-image's
+bundled sample images or procedural patterns) lit by an illumination map spanning four decades
+(a ramp from deep shadow to bright light, spotlights, cast shadows) plus a sun-like emissive
+disk that would saturate a conventional camera. A camera pans, zooms and rolls over it while
+textured objects (sprites) move and turn on their own smooth random trajectories, lit by the
+same light field. A "still" scene is what a parked camera sees by day (a street, a room):
+ordinary light (a gentle gradient and soft shadows, within two decades), no sun, a camera that
+does not move, and the same moving objects, so events come only from them and from noise.
+Radiance is linear, with the brightest light at about 1.
 
 render_sequence() renders the linear radiance every millisecond (more often where the image
 moves faster than `max_px_per_step` pixels a step), streams it through the event simulator
@@ -122,6 +125,17 @@ def _illumination(rng, canvas_h, canvas_w, side):
     shadow = np.clip(2 * _smooth_noise(rng, canvas_h, canvas_w, side / 10) - 2, 0, 1)
     occlusion *= 1 - (1 - 10 ** rng.uniform(-2, -1)) * shadow
     return np.maximum(light * occlusion, 1e-4).astype(np.float32), emissive.astype(np.float32)
+
+
+def _ordinary_illumination(rng, canvas_h, canvas_w, side):
+    """Daylight on a still scene: a gradient within one decade and soft shadows of up to one more."""
+    yy, xx = np.mgrid[0:canvas_h, 0:canvas_w].astype(np.float64)
+    a = rng.uniform(0, 2 * np.pi)
+    ramp = (xx * np.cos(a) + yy * np.sin(a)) / max(canvas_h, canvas_w)  # within [-1, 1]
+    light = 10 ** (rng.uniform(0, 0.5) * (ramp - 1))
+    shadow = np.clip(2 * _smooth_noise(rng, canvas_h, canvas_w, side / 6) - 1, 0, 1)
+    light *= 1 - (1 - 10 ** rng.uniform(-1, -0.3)) * shadow
+    return light.astype(np.float32), np.zeros((canvas_h, canvas_w), np.float32)
 
 
 # ---------------------------------------------------------------- motion
@@ -249,7 +263,12 @@ class Scene:
         return float(max(np.hypot(d[0], d[1]).max() for d in moved))
 
 
-def make_scene(seed: int | np.random.SeedSequence, height: int, width: int) -> Scene:
+STYLES = ("hdr", "still")
+
+
+def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, style: str = "hdr") -> Scene:
+    if style not in STYLES:
+        raise ValueError(f"scene style {style!r}: one of {', '.join(STYLES)}")
     rng = np.random.default_rng(seed)
     side = min(height, width)
     # The canvas holds every view the camera can take: the frame's corners rotated, zoomed
@@ -258,7 +277,9 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int) -> S
     shift = _CAM_SHIFT * side
     canvas_w = int(np.ceil(2 * (zoom * (width * c + height * s) / 2 + shift))) + 2
     canvas_h = int(np.ceil(2 * (zoom * (height * c + width * s) / 2 + shift))) + 2
-    illum, emissive = _illumination(rng, canvas_h, canvas_w, side)
+    still = style == "still"
+    camera_motion = 0.0 if still else 1.0  # a parked camera: the same draws, no motion
+    illum, emissive = (_ordinary_illumination if still else _illumination)(rng, canvas_h, canvas_w, side)
     n_sprites = int(rng.integers(1, 5))
     size = int(_SPRITE_SIZE * side)
     travel = _SPRITE_TRAVEL * np.array([width, height])
@@ -268,7 +289,7 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int) -> S
         illum=illum, emissive=emissive,
         sprite_refl=np.array([_reflectance(rng, size, size) for _ in range(n_sprites)]).reshape(-1, size, size),
         sprite_alpha=np.array([_sprite_alpha(rng, size) for _ in range(n_sprites)]).reshape(-1, size, size),
-        camera=_Wobble(rng, [shift, shift, _CAM_LOG_ZOOM, _CAM_ROLL], 0.1, 0.4),
+        camera=_Wobble(rng, np.array([shift, shift, _CAM_LOG_ZOOM, _CAM_ROLL]) * camera_motion, 0.1, 0.4),
         sprite_paths=[_Wobble(rng, [*travel, np.pi / 2], 0.1, 0.5) for _ in range(n_sprites)],
         sprite_home=np.array([[canvas_w / 2, canvas_h / 2, rng.uniform(0, 2 * np.pi)] for _ in range(n_sprites)]),
     )
@@ -296,12 +317,12 @@ def _step_times_us(scene, t_a, t_b, base_step_us, max_px_per_step):
 
 def render_sequence(path: str | Path, seed: int, height: int = 180, width: int = 240,
                     seconds: float = 3.0, gt_fps: float = 25.0, sim_config: SimConfig = SimConfig(),
-                    base_step_us: int = 1000, max_px_per_step: float = 0.5) -> int:
+                    base_step_us: int = 1000, max_px_per_step: float = 0.5, style: str = "hdr") -> int:
     """Write one recording (events + uint16 linear ground truth) to `path`; returns its event count.
 
     Deterministic given the seed (and the other arguments)."""
     scene_seed, sim_seed = np.random.SeedSequence(seed).spawn(2)
-    scene = make_scene(scene_seed, height, width)
+    scene = make_scene(scene_seed, height, width, style)
     gt_times = _gt_times_us(seconds, gt_fps)
     # A cheap first pass over the ground-truth instants fixes the scale before writing.
     gt_scale = 65535.0 / max(float(scene.render(t * 1e-6).max()) for t in gt_times)
@@ -321,7 +342,7 @@ def render_sequence(path: str | Path, seed: int, height: int = 180, width: int =
             writer.add_image(t_b, _quantised(frame, gt_scale))  # the last step is at t_b
             n_events += len(events)
     with h5py.File(path, "a") as f:
-        f.attrs.update(gt_scale=gt_scale, gt_encoding="linear", seed=seed,
+        f.attrs.update(gt_scale=gt_scale, gt_encoding="linear", seed=seed, style=style,
                        generator="model.scenes", sim_config=json.dumps(dataclasses.asdict(sim_config)))
     return n_events
 

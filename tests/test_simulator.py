@@ -1,4 +1,4 @@
-"""The event simulator and the HDR scene generator."""
+"""The event simulator and the scene generator."""
 import h5py
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import pytest
 from model.scenes import make_scene, render_sequence
 from model.simulator import EventSimulator, SimConfig
 from streaming.h5format import EventH5Reader
+from tests.conftest import run_cli
 
 C = 0.25
 EXACT = SimConfig(c_pos=C, c_neg=C, c_sigma=0.0, refractory_us=0, shot_noise_hz=0.0, hot_pixel_fraction=0.0)
@@ -91,6 +92,23 @@ def test_scene_moves():
     assert scene.max_displacement(0.5, 0.6) > 1.0
 
 
+def test_still_scene_lights_ordinarily_and_only_objects_move(tmp_path):
+    scene = make_scene(3, 60, 80, style="still")
+    frames = np.stack([scene.render(t) for t in np.linspace(0, 2, 26)])
+    assert frames.max() / frames.min() < 1e3  # no sun, no deep shadow: an ordinary exposure
+    assert scene.max_displacement(0.5, 0.6) > 1.0  # the objects move...
+    path = tmp_path / "still.h5"
+    render_sequence(path, seed=3, height=60, width=80, seconds=0.4, sim_config=EXACT, style="still")
+    r = EventH5Reader(path)
+    ev = r.read(0, r.num_events)
+    refs = [ref.image.astype(np.float64) for ref in r.references()]
+    r.close()
+    # ...and the camera does not: without noise, pixels whose radiance never changes stay silent
+    changing = np.ptp(np.stack(refs), axis=0) > 0
+    assert len(ev) > 100 and changing[ev.y, ev.x].mean() > 0.98
+    assert (~changing).mean() > 0.3
+
+
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("sim") / "seq.h5"
@@ -131,3 +149,11 @@ def test_recording_is_deterministic(recording, tmp_path):
     with h5py.File(recording, "r") as a, h5py.File(again, "r") as b:
         for name in ("events/xs", "events/ys", "events/ts", "events/ps", "images/image000000007"):
             np.testing.assert_array_equal(a[name][()], b[name][()])
+
+
+def test_make_dataset_writes_the_chosen_style(tmp_path):
+    r = run_cli("-m", "model.make_dataset", tmp_path, "--split", "test", "--count", "1",
+                "--seconds", "0.2", "--size", "32x40", "--style", "still")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "seq_0000.h5", "r") as f:
+        assert f.attrs["style"] == "still" and f.attrs["seed"] == 1_000_000
