@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     cfg = run_config(args)
     source, attempt = open_source(args.camera), 1
     while True:
-        print(f"live from {source.description}, {cfg.window.describe()} windows, model {cfg.model['type']}, "
+        print(f"live from {source.description}, {cfg.window.describe()} windows, model {cfg.model['type']} on {cfg.device}, "
               f"overload {cfg.overload}; publishing on {cfg.publish}", flush=True)
         clean = denoiser(source.width, source.height) if args.denoise else None
         try:

@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     cfg = run_config(args)
     source = open_recording(args.file, _size(args.sensor_size))
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
-          f"model {cfg.model['type']}; publishing on {cfg.publish}", flush=True)
+          f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)
     stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()
     print(stats.summary())
     for path, what in ((args.record, "recording"), (args.video, "video")):

@@ -3,6 +3,7 @@ official sliding window, for each configuration and resolution.
 
     .venv/bin/python -m bench.model [--quick] [--configs eventhdr eventhdr_cpu]
                                     [--sizes 240x180 346x260 640x480] [--frames N] [--max-gmac G]
+                                    [--device cpu|cuda]
 
 - GMAC: multiply-accumulates per output, counted with forward hooks: every conv, and every
   deformable conv as its conv plus its sampling (4 bilinear taps + 1 mask product per sampled
@@ -29,7 +30,8 @@ from torch import nn
 from model.eventhdr import EventHDR, make_arch
 from model.layers import DCNPack
 from model.stream import CentredPad, EventHDRStream
-from streaming.config import load_config
+from streaming.cli import run_main
+from streaming.config import load_config, resolve_device
 from streaming.datatypes import EventPacket, VoxelWindow
 
 COUNT_SIZE = 64  # a multiple of 16: MACs counted at 64x64 scale exactly to any padded size
@@ -69,7 +71,7 @@ class MacCounter:
 @torch.inference_mode()
 def gmac_per_output(net: EventHDR, height: int, width: int) -> tuple[float, float, float]:
     """(stream, sliding, sliding's deformable sampling) GMAC per output at a height x width sensor."""
-    x = torch.zeros(1, net.arch["num_in_ch"], COUNT_SIZE, COUNT_SIZE)
+    x = torch.zeros(1, net.arch["num_in_ch"], COUNT_SIZE, COUNT_SIZE, device=next(net.parameters()).device)
     with MacCounter(net) as extract:
         pyramid = net.extract(x)
     with MacCounter(net) as predict:
@@ -92,6 +94,7 @@ def random_windows(n: int, channels: int, height: int, width: int, seed: int = 0
 def ms_per_frame(net: EventHDR, height: int, width: int, frames: int) -> tuple[float, float]:
     """(stream, sliding) milliseconds per output frame, one warm-up output each, same windows."""
     t, warm = net.num_frame, 1
+    device = next(net.parameters()).device
     windows = random_windows(t - 1 + warm + frames, net.arch["num_in_ch"], height, width)
 
     stream = EventHDRStream(net, height, width)
@@ -103,13 +106,13 @@ def ms_per_frame(net: EventHDR, height: int, width: int, frames: int) -> tuple[f
     t_stream = (time.perf_counter() - t0) / frames
 
     pad = CentredPad(height, width)
-    grids = torch.stack([torch.from_numpy(w.grid) for w in windows])
+    grids = torch.stack([torch.from_numpy(w.grid) for w in windows])  # on the host, as the stream's
     state = None
     for j in range(warm + frames):
         if j == warm:
             t0 = time.perf_counter()
-        out, state = net(pad.pad(grids[j:j + t])[None], state)
-        pad.crop(out)[0, 0].numpy()
+        out, state = net(pad.pad(grids[j:j + t].to(device))[None], state)
+        pad.crop(out)[0, 0].cpu().numpy()  # the copy back also waits for a GPU to finish
     t_sliding = (time.perf_counter() - t0) / frames
     return t_stream * 1e3, t_sliding * 1e3
 
@@ -122,18 +125,21 @@ def main() -> None:
     ap.add_argument("--max-gmac", type=float, default=1000, help="skip timing above this sliding-window cost")
     ap.add_argument("--quick", action="store_true", help="1 timed frame; time nothing above 500 sliding GMAC")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = ap.parse_args()
     if args.quick:
         args.frames, args.max_gmac = 1, min(args.max_gmac, 500)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    print(f"EventHDR per output frame, CPU, {args.threads} threads, {args.frames} timed frame(s), random weights")
+    device = resolve_device(args.device)
+    where = f"CPU, {args.threads} threads" if device == "cpu" else torch.cuda.get_device_name(device)
+    print(f"EventHDR per output frame, {where}, {args.frames} timed frame(s), random weights")
     print(f"{'config':<14}{'size':>9}{'GMAC stream':>13}{'GMAC sliding':>14}{'(sampling)':>12}"
           f"{'ms stream':>11}{'ms sliding':>12}{'sliding/stream':>16}")
     skipped = []
     for name in args.configs:
-        net = EventHDR(**make_arch(load_config(name).model.get("arch"))).eval()
+        net = EventHDR(**make_arch(load_config(name).model.get("arch"))).eval().to(device)
         for size in args.sizes:
             width, height = map(int, size.split("x"))
             g_stream, g_sliding, g_sampling = gmac_per_output(net, height, width)
@@ -149,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

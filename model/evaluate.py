@@ -21,7 +21,7 @@ from tqdm import tqdm
 from model.factory import make_reconstructor
 from model.metrics import sequence_metrics
 from streaming.cli import run_main
-from streaming.config import load_config, model_from_flag
+from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
 from streaming.offline import voxel_windows
 from streaming.sources import open_recording
@@ -42,7 +42,7 @@ def reconstruct(model, windows) -> dict[int, np.ndarray]:
     return out
 
 
-def evaluate_file(path, models: dict[str, dict], bins: int = 5) -> dict[str, dict]:
+def evaluate_file(path, models: dict[str, dict], bins: int = 5, device: str = "auto") -> dict[str, dict]:
     src = open_recording(str(path))
     windows = list(voxel_windows(src, WindowPolicy("frames"), bins))
     src.close()
@@ -52,7 +52,7 @@ def evaluate_file(path, models: dict[str, dict], bins: int = 5) -> dict[str, dic
     truth = np.stack([windows[j].reference.image for j in centres])
     results = {"blank": sequence_metrics(np.zeros_like(truth), truth)}
     for name, cfg in models.items():
-        frames = reconstruct(make_reconstructor(cfg, src.height, src.width), windows)
+        frames = reconstruct(make_reconstructor(cfg, src.height, src.width, device), windows)
         results[name] = sequence_metrics(np.stack([frames[j] for j in centres]), truth)
     return results
 
@@ -81,11 +81,14 @@ def main(argv=None) -> int:
     ap.add_argument("--model", action="append", default=[], help="a checkpoint to evaluate (repeatable)")
     ap.add_argument("--config", action="append", default=[], help="a configuration to evaluate (repeatable)")
     ap.add_argument("--out", help="also write the table (markdown) to this file")
+    ap.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                    help="where the networks run (default auto: the first CUDA GPU torch sees, else the CPU)")
     args = ap.parse_args(argv)
+    device = resolve_device(args.device)  # a missing GPU is one line before any work, not a half-drawn bar
     models = {"highpass": {"type": "highpass"}}
     models.update({Path(m).name: model_from_flag(m) for m in args.model})
     models.update({c: load_config(c).model for c in args.config})
-    per_file = {str(f): evaluate_file(f, models) for f in tqdm(recordings(args.recordings), desc="evaluating")}
+    per_file = {str(f): evaluate_file(f, models, device=device) for f in tqdm(recordings(args.recordings), desc="evaluating")}
     text = table(per_file)
     print(text)
     if args.out:

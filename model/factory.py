@@ -1,8 +1,10 @@
 """One way to build a reconstructor from the `model:` section of a configuration."""
+from streaming.config import resolve_device
 from streaming.datatypes import InputError, Reconstructor
 
 
-def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "cpu") -> Reconstructor:
+def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "auto") -> Reconstructor:
+    """device: where the network runs (see resolve_device); the filter runs on the CPU."""
     kind = model_cfg["type"]
     if kind == "highpass":
         from model.highpass import HighPassFilter
@@ -13,4 +15,4 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
                              f"known: cutoff_hz, contrast")
         return HighPassFilter(height, width, **settings)
     from model.stream import load_eventhdr
-    return load_eventhdr(model_cfg.get("weights"), model_cfg.get("arch"), height, width, device)
+    return load_eventhdr(model_cfg.get("weights"), model_cfg.get("arch"), height, width, resolve_device(device))

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.eventhdr import EventHDRWrapper, make_arch
-from streaming.config import load_config
+from streaming.config import load_config, resolve_device
 from streaming.datatypes import InputError
 from streaming.offline import voxel_windows
 from streaming.sources import open_recording
@@ -153,12 +153,15 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                    help="where to train (default auto: the first CUDA GPU torch sees, else the CPU)")
     args = ap.parse_args(argv)
     if args.crop % 16:
         raise InputError(f"--crop {args.crop}: must be a multiple of 16")
     if args.threads:
         torch.set_num_threads(args.threads)
     from model.evaluate import recordings
+    device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config)
@@ -169,12 +172,13 @@ def main(argv=None) -> int:
     net = EventHDRWrapper(**arch)
     if state_dict is not None:
         net.load_state_dict(state_dict)
+    net.to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     start = 0
     if (out / "last.pt").exists():
-        last = torch.load(out / "last.pt", weights_only=True)
+        last = torch.load(out / "last.pt", map_location=device, weights_only=True)  # resumable elsewhere
         net.load_state_dict(last["model"])
         optimiser.load_state_dict(last["optimiser"])
         rng.bit_generator.state = last["rng"]
@@ -188,7 +192,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     for it in bar:
         grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
-        loss = clip_loss(net, grids, truth, args.tbptt, optimiser, args.burn_in)
+        loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
         schedule.step()
         bar.set_postfix(loss=f"{loss:.4f}")
         log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streaming.config import load_config, model_from_flag, validate, RunConfig
+from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
 from streaming.datatypes import InputError
 from streaming.pipeline import Outputs
 from streaming.protocol import DEFAULT_ADDRESS
@@ -29,6 +29,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     m.add_argument("--model", metavar="highpass|CKPT",
                    help="override the config's model: 'highpass' (the classical filter) or a checkpoint "
                         "(the official EventHDR .pth or one of ours)")
+    m.add_argument("--device", metavar="auto|cpu|cuda[:N]",
+                   help="where the network runs (default auto: the first CUDA GPU torch sees, else the CPU); "
+                        "the high-pass filter always runs on the CPU")
     w = ap.add_argument_group("windows (how events are cut into frames; default from the config)")
     x = w.add_mutually_exclusive_group()
     x.add_argument("--window-ms", type=float, metavar="D", help="fixed duration windows of D milliseconds")
@@ -57,12 +60,13 @@ def run_config(args) -> RunConfig:
         cfg.window = WindowPolicy("events", events=args.window_events)
     elif args.window == "frames":
         cfg.window = WindowPolicy("frames")
-    for name in ("bins", "publish"):
+    for name in ("bins", "publish", "device"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     if getattr(args, "overload", None):
         cfg.overload = args.overload
     validate(cfg)
+    cfg.device = resolve_device(cfg.device) if cfg.model["type"] == "eventhdr" else "cpu"
     return cfg
 
 

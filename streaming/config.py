@@ -1,6 +1,7 @@
 """Named configurations (configs/*.yaml) and the command-line flags that override them."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class RunConfig:
     bins: int = 5
     overload: str = "merge"
     publish: str = DEFAULT_ADDRESS
+    device: str = "auto"  # the network's; the filter always runs on the CPU
     source: str = ""  # filled in by the pipeline, for the recorder's attributes
 
 
@@ -42,7 +44,7 @@ def load_config(name: str | None = None) -> RunConfig:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of settings")
-    unknown = set(raw) - {"model", "window", "bins", "overload", "publish"}
+    unknown = set(raw) - {"model", "window", "bins", "overload", "publish", "device"}
     if unknown:
         raise InputError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
     cfg = RunConfig()
@@ -61,6 +63,7 @@ def load_config(name: str | None = None) -> RunConfig:
         raise InputError(f"{path}: bins must be an integer, got {raw.get('bins')!r}") from None
     cfg.overload = raw.get("overload", cfg.overload)
     cfg.publish = raw.get("publish", cfg.publish)
+    cfg.device = str(raw.get("device", cfg.device))
     validate(cfg)
     return cfg
 
@@ -81,3 +84,27 @@ def validate(cfg: RunConfig) -> None:
         raise InputError(f"overload policy {cfg.overload!r}: use one of {', '.join(OVERLOAD_POLICIES)}")
     if cfg.model.get("type") not in ("highpass", "eventhdr"):
         raise InputError(f"model type {cfg.model.get('type')!r}: use highpass or eventhdr")
+    _check_device(cfg.device)
+
+
+def _check_device(name: str) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise InputError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(name: str) -> str:
+    """The torch device for the network: 'auto' is the first CUDA GPU where torch sees one, else
+    the CPU. Asking for a GPU that is not there is the user's mistake, not a silent fallback."""
+    _check_device(name)
+    import torch  # here, not at the top: the filter's runs never load torch
+    if name == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        index = int(name.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+        return f"cuda:{index}"
+    return name

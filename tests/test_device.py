@@ -1,0 +1,63 @@
+"""Where the network runs (--device on every front). The CUDA runs are skipped without a GPU;
+their CPU twins run everywhere."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from model.scenes import render_sequence
+from model.stream import load_eventhdr
+from tests.conftest import free_port, run_cli
+
+NO_GPU = not torch.cuda.is_available()
+TINY = {"num_feat": 4, "deformable_groups": 1, "num_extract_block": 1, "num_reconstruct_block": 1}
+
+
+def replay(path, out, device):
+    return run_cli("run_replay.py", path, "--config", "eventhdr_cpu", "--device", device, "--rate", "max",
+                   "--window", "frames", "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", out)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(NO_GPU, reason="no GPU"))])
+def test_replay_runs_the_network_where_asked_and_records_it(edge_h5, tmp_path, device):
+    r = replay(edge_h5, tmp_path / "o.h5", device)
+    assert r.returncode == 0, r.stderr
+    assert f"model eventhdr on {device}" in r.stdout
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert f.attrs["device"].startswith(device)
+        frames = f["frames"][:]
+    assert len(frames) == 23 and np.isfinite(frames).all() and frames.std() > 0  # 25 windows less the two ends
+
+
+@pytest.mark.skipif(NO_GPU, reason="no GPU")
+def test_the_network_gives_the_same_frames_on_cuda_and_cpu(edge_h5, tmp_path):
+    for device in ("cpu", "cuda"):
+        assert replay(edge_h5, tmp_path / f"{device}.h5", device).returncode == 0
+    with h5py.File(tmp_path / "cpu.h5", "r") as a, h5py.File(tmp_path / "cuda.h5", "r") as b:
+        cpu, cuda = a["frames"][:], b["frames"][:]
+    # TF32 convolutions on recent GPUs: close, not bit-equal
+    assert np.abs(cuda - cpu).max() < 1e-2 * np.abs(cpu).max()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(NO_GPU, reason="no GPU"))])
+def test_training_on_a_device_writes_weights_that_load_on_the_cpu(tmp_path, device):
+    (tmp_path / "data").mkdir()
+    render_sequence(tmp_path / "data" / "s.h5", seed=6, height=48, width=64, seconds=0.6)
+    (tmp_path / "tiny.yaml").write_text("model:\n  type: eventhdr\n  arch: " + json.dumps(TINY) + "\n")
+    r = run_cli("train.py", tmp_path / "data", "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "run",
+                "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--iters", "2", "--device", device)
+    assert r.returncode == 0, r.stderr
+    model = load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64, "cpu")
+    assert all(p.device.type == "cpu" for p in model.net.parameters())
+
+
+@pytest.mark.skipif(not NO_GPU, reason="a GPU is present")
+@pytest.mark.parametrize("front", ["run_replay.py", "evaluate.py", "train.py"])
+def test_asking_for_a_missing_gpu_gives_one_clear_line(edge_h5, tmp_path, front):
+    extra = {"run_replay.py": ["--config", "eventhdr_cpu", "--rate", "max"], "evaluate.py": ["--config", "eventhdr_cpu"],
+             "train.py": ["--out", tmp_path / "run"]}[front]
+    r = run_cli(front, edge_h5, *extra, "--device", "cuda")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no CUDA GPU" in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
