@@ -75,9 +75,14 @@ def outputs(args) -> Outputs:
 
 
 def run_main(main) -> None:
-    """Run a front's main(): a user's mistake is one line on stderr and exit status 2."""
+    """Run a front's main(): a user's mistake is one line on stderr and exit status 2. Ctrl-C
+    while a pipeline runs is the pipeline's (it drains and closes); before that, during
+    start-up, nothing is open yet and the run just ends (status 130, as shells expect)."""
     try:
         sys.exit(main())
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
