@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streaming.cli import common_parser, outputs, run_config, run_main
 from streaming.datatypes import InputError
-from streaming.dvsources import SourceLost, denoiser, open_source, serve_events
+from streaming.dvsources import SourceLost, open_source, serve_events
 from streaming.pipeline import Pipeline
 from streaming.ring import OVERLOAD_POLICIES
 
@@ -34,38 +34,36 @@ def main(argv=None) -> int:
                     help="do not reconstruct: forward the camera's raw events as a DV network stream")
     args = ap.parse_args(argv)
     if args.serve_events:
-        source = open_source(args.camera)
+        source = open_source(args.camera, args.denoise)
         print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
         try:
-            n = serve_events(source, args.serve_events, denoise=args.denoise)
+            n = serve_events(source, args.serve_events)
         except KeyboardInterrupt:
             n = None
         print("stopped" if n is None else f"done: forwarded {n:,} events")
         return 0
     cfg = run_config(args)
-    source, attempt = open_source(args.camera), 1
+    source, attempt = open_source(args.camera, args.denoise), 1
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, model {cfg.model['type']} on {cfg.device}, "
               f"overload {cfg.overload}; publishing on {cfg.publish}", flush=True)
-        clean = denoiser(source.width, source.height) if args.denoise else None
         try:
-            stats = Pipeline(source, cfg, float("inf"), _numbered(outputs(args), attempt), args.max_seconds,
-                             event_filter=clean).run()
+            stats = Pipeline(source, cfg, float("inf"), _numbered(outputs(args), attempt), args.max_seconds).run()
             print(stats.summary())
             return 0
         except SourceLost as e:
             print(f"lost the source: {e}", flush=True)
             if not args.reconnect:
                 return 1
-        source, attempt = _reopen(args.camera), attempt + 1
+        source, attempt = _reopen(args.camera, args.denoise), attempt + 1
 
 
-def _reopen(spec):
+def _reopen(spec, denoise):
     """--reconnect: try again every second until the camera or stream is back (Ctrl-C stops)."""
     while True:
         time.sleep(RECONNECT_EVERY_S)
         try:
-            return open_source(spec)
+            return open_source(spec, denoise)
         except InputError as e:
             print(f"waiting for the source: {e}", flush=True)
 

@@ -5,6 +5,9 @@ the camera, another the GPU), and dv-processing's background-activity denoiser.
 
 dv-processing speaks dv.EventStore (bool polarity); the program speaks EventPacket (+1/-1).
 to_event_store / from_event_store are the only two places where one becomes the other.
+from_event_store is cheap (a few ns an event); to_event_store is not (dv's Python API takes one
+event at a time, ~0.5 µs each), so what dv can do on its own stores (the denoiser, forwarding a
+live source) is done before any conversion.
 """
 from __future__ import annotations
 
@@ -51,19 +54,22 @@ def from_event_store(store: dv.EventStore) -> EventPacket:
                        a["y"].astype(np.uint16), np.where(a["polarity"] > 0, 1, -1).astype(np.int8))
 
 
-def denoiser(width: int, height: int) -> Callable[[EventPacket], EventPacket]:
-    """dv-processing's background-activity filter: drops events with no neighbour active
-    within the last BACKGROUND_ACTIVITY_US. Stateful across packets: one per stream."""
+def denoiser(width: int, height: int) -> Callable[[dv.EventStore], dv.EventStore]:
+    """dv-processing's background-activity filter, on dv's own stores: drops events with no
+    neighbour active within the last BACKGROUND_ACTIVITY_US. Stateful across stores: one per
+    stream."""
     filt = dv.noise.BackgroundActivityNoiseFilter(
         (width, height), backgroundActivityDuration=timedelta(microseconds=BACKGROUND_ACTIVITY_US))
 
-    def denoise(ev: EventPacket) -> EventPacket:
-        if len(ev) == 0:
-            return ev
-        filt.accept(to_event_store(ev))
-        return from_event_store(filt.generateEvents())
+    def denoise(store: dv.EventStore) -> dv.EventStore:
+        filt.accept(store)
+        return filt.generateEvents()
 
     return denoise
+
+
+def _keep_all(store: dv.EventStore) -> dv.EventStore:
+    return store
 
 
 def _reason(err: Exception) -> str:
@@ -184,10 +190,11 @@ def _describe_camera(d) -> str:
 
 class CameraSource:
     """A live iniVation camera (DAVIS, DVXplorer) through dv-processing. serial None: the first
-    one found. Yields its events and, for a DAVIS, its APS frames."""
+    one found. Yields its events and, for a DAVIS, its APS frames; denoise: through dv's
+    background-activity filter."""
     live = True
 
-    def __init__(self, serial: str | None = None):
+    def __init__(self, serial: str | None = None, denoise: bool = False):
         found = dv.io.camera.discover()
         if not found:  # open() on an empty list raises a bare IndexError: check first
             raise InputError("no event camera found (discovered: none); plug in a DAVIS/DVXplorer "
@@ -204,6 +211,7 @@ class CameraSource:
         self.width, self.height = self._cam.getEventResolution()
         self._has_frames = self._cam.isFrameStreamAvailable()
         self._name = self._cam.getCameraName()
+        self._clean = denoiser(self.width, self.height) if denoise else _keep_all
         self.description = f"camera {self._name} ({self.width}x{self.height})"
 
     def __iter__(self):
@@ -217,13 +225,24 @@ class CameraSource:
                 continue
             yield from merge.events(EventPacket.empty() if store is None else from_event_store(store))
 
+    def stores(self):
+        """The events alone, as dv's stores (what serve_events forwards)."""
+        while True:
+            store, _ = self._read()
+            if store is None:
+                time.sleep(IDLE_SLEEP_S)
+            else:
+                yield store
+
     def _read(self) -> tuple[dv.EventStore | None, list[dv.Frame]]:
-        """The next event batch (None: nothing yet) and the frames that came in."""
+        """The next event batch, denoised if asked (None: nothing yet), and the frames that came in."""
         lost = f"camera {self._name} stopped (unplugged?)"
         if not self._cam.isRunning():
             raise SourceLost(lost)
         try:
             store = self._cam.getNextEventBatch()
+            if store is not None:
+                store = self._clean(store)
             frames = []
             while self._has_frames and (f := self._cam.getNextFrame()) is not None:
                 frames.append(f)
@@ -245,10 +264,11 @@ def parse_address(text: str) -> tuple[str, int]:
 
 class NetworkSource:
     """A DV event stream over TCP, as served by the DV software's network output or by
-    serve_events. The server stopping is the end of input, not an error."""
+    serve_events. The server stopping is the end of input, not an error. denoise: through dv's
+    background-activity filter."""
     live = True
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, denoise: bool = False):
         host, port = parse_address(url)
         self._url = f"tcp://{host}:{port}"
         try:
@@ -263,13 +283,18 @@ class NetworkSource:
             raise InputError(f"{self._url} does not say its sensor size; serve it from the DV software "
                              f"or serve_events, which send it")
         self.width, self.height = resolution
+        self._clean = denoiser(self.width, self.height) if denoise else _keep_all
         self.description = f"{self._url} ({self._reader.getCameraName()}, {self.width}x{self.height})"
 
     def __iter__(self):
+        return map(from_event_store, self.stores())
+
+    def stores(self):
+        """The events as dv's stores, denoised if asked."""
         while True:
             store = self._reader.getNextEventBatch()
             if store is not None:
-                yield from_event_store(store)
+                yield self._clean(store)
             elif not self._reader.isRunning():  # the server stopped or went away: end of input
                 return
             else:
@@ -279,20 +304,19 @@ class NetworkSource:
         self._reader = None  # dv disconnects when the reader is freed
 
 
-def open_source(spec: str | None) -> Source:
+def open_source(spec: str | None, denoise: bool = False) -> Source:
     """'' or None: the first camera; 'tcp://HOST:PORT': a network stream; else a camera serial."""
-    if not spec:
-        return CameraSource(None)
-    if spec.startswith("tcp://"):
-        return NetworkSource(spec)
-    return CameraSource(spec)
+    if spec and spec.startswith("tcp://"):
+        return NetworkSource(spec, denoise)
+    return CameraSource(spec or None, denoise)
 
 
-def serve_events(source: Source, address: str, *, denoise: bool = False, rate: float = 1.0,
+def serve_events(source: Source, address: str, *, rate: float = 1.0,
                  on_listening: Callable[[], None] | None = None, wait_clients: int = 0) -> int:
     """Forward the source's events as a DV network stream on HOST:PORT until the source ends;
-    returns the number of events written. A recording is replayed at `rate` x real time (a live
-    source sets its own pace). Reference frames stay behind: a DV stream carries one type."""
+    returns the number of events written. A camera's or a stream's dv stores go out as they
+    come; other sources' events are converted (slowly: see the module's note), a recording
+    replayed at `rate` x real time. Reference frames stay behind: a DV stream carries one type."""
     host, port = parse_address(address)
     stream = dv.io.Stream.EventStream(0, "events", source.description, (source.width, source.height))
     try:
@@ -304,20 +328,24 @@ def serve_events(source: Source, address: str, *, denoise: bool = False, rate: f
             on_listening()
         while writer.getClientCount() < wait_clients:  # so that a slow-starting reader misses nothing
             time.sleep(IDLE_SLEEP_S)
-        return _forward(source, writer, denoiser(source.width, source.height) if denoise else None, rate)
+        return _forward(_event_stores(source, rate), writer)
     finally:
         _hang_up(writer, port)
 
 
-def _forward(source: Source, writer: dv.io.NetworkWriter, clean, rate: float) -> int:
+def _event_stores(source: Source, rate: float):
+    if isinstance(source, (CameraSource, NetworkSource)):
+        return source.stores()
+    items = source if source.live else paced(source, rate)
+    return (to_event_store(ev) for ev in items if isinstance(ev, EventPacket) and len(ev))
+
+
+def _forward(stores, writer: dv.io.NetworkWriter) -> int:
     written = 0
-    for item in source if source.live else paced(source, rate):
-        if not isinstance(item, EventPacket):
-            continue
-        ev = clean(item) if clean else item
-        if len(ev):
-            writer.writeEvents(to_event_store(ev))
-            written += len(ev)
+    for store in stores:
+        if store.size():
+            writer.writeEvents(store)
+            written += store.size()
     return written
 
 

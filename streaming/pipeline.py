@@ -39,11 +39,8 @@ class Outputs:
 class Pipeline:
     def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
                  max_seconds: float | None = None, model: Reconstructor | None = None,
-                 event_filter=None, log=lambda line: print(line, flush=True)):
-        """event_filter: an optional EventPacket -> EventPacket stage (a denoiser) after the
-        sanitizer."""
+                 log=lambda line: print(line, flush=True)):
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
-        self.event_filter = event_filter
         self.log = log
         h, w = source.height, source.width
         self.model = model or make_reconstructor(cfg.model, h, w, cfg.device)
@@ -79,8 +76,6 @@ class Pipeline:
             for item in paced(self.source, self.rate, self._stop):
                 if isinstance(item, EventPacket):
                     ev = sanitize(item)
-                    if self.event_filter is not None:
-                        ev = self.event_filter(ev)
                     if self.max_seconds is not None and len(ev):
                         t_limit = t_limit or int(ev.t[0]) + int(self.max_seconds * 1e6)
                         n = int(np.searchsorted(ev.t, t_limit))

@@ -156,27 +156,54 @@ def test_bad_address():
     assert_one_line(err, "bad address", "HOST:PORT")
 
 
-def test_serve_events_forwards_a_recording_to_a_reader(recording_items):
-    _, items = recording_items
-    sent = EventPacket.concat([i for i in items if isinstance(i, EventPacket)])
+def serve_to_a_reader(source, denoise: bool = False) -> tuple[int, EventPacket]:
+    """serve_events(source) on a free port, read by a NetworkSource: (events written, events read)."""
     port = free_port()
     readers = []
 
     def connect():  # the reader must be connected before the first packet goes out
-        src = open_source(f"tcp://127.0.0.1:{port}")
+        src = open_source(f"tcp://127.0.0.1:{port}", denoise)
         readers.append((src, *iterate_in_thread(src)))
 
-    recording = Aedat4Source(RECORDING)
-    written = serve_events(recording, f"127.0.0.1:{port}", rate=float("inf"), on_listening=connect)
-    recording.close()
+    written = serve_events(source, f"127.0.0.1:{port}", rate=float("inf"), on_listening=connect)
     src, thread, received = readers[0]
-    finish(thread)  # serve_events hung up when the recording ended: the reader's input ends
+    finish(thread)  # serve_events hung up when its source ended: the reader's input ends
     src.close()
-    assert (src.width, src.height) == (346, 260)
+    assert (src.width, src.height) == (source.width, source.height)
+    return written, EventPacket.concat(received)
+
+
+def test_serve_events_forwards_a_recording_to_a_reader(recording_items):
+    _, items = recording_items
+    sent = EventPacket.concat([i for i in items if isinstance(i, EventPacket)])
+    recording = Aedat4Source(RECORDING)
+    written, got = serve_to_a_reader(recording)
+    recording.close()
     assert written == len(sent)
-    got = EventPacket.concat(received)
     for f in "txyp":
         np.testing.assert_array_equal(getattr(got, f), getattr(sent, f))
+
+
+def test_serve_events_relays_a_network_stream_without_converting_it(dvserver):
+    port, proc = dvserver("--seconds", "1", "--rate", "50000", "--width", "240", "--height", "180", "--wait-client")
+    upstream = NetworkSource(f"tcp://127.0.0.1:{port}")  # the other machine's camera, say
+    served = []
+    stores = upstream.stores()
+    upstream.stores = lambda: (served.append(s) or s for s in stores)  # what the relay takes from upstream
+    written, got = serve_to_a_reader(upstream)
+    upstream.close()
+    assert proc.wait(WAIT_S) == 0
+    assert 30_000 < written == len(got) and written == sum(s.size() for s in served)
+    sent = EventPacket.concat([from_event_store(s) for s in served])
+    for f in "txyp":
+        np.testing.assert_array_equal(getattr(got, f), getattr(sent, f))
+
+
+def test_a_denoised_network_stream_drops_isolated_events_and_keeps_a_moving_edge():
+    written, got = serve_to_a_reader(PacketSource(edge_and_noise()), denoise=True)
+    assert written == 80 * 260 + 16
+    assert int((got.x >= 150).sum()) == 0  # the noise
+    assert int((got.x < 100).sum()) > 0.9 * 80 * 260  # the edge
 
 
 def test_serve_events_port_in_use():
@@ -194,6 +221,17 @@ class EmptySource:
 
     def __iter__(self):
         return iter(())
+
+
+class PacketSource:
+    """Events made up in the test, as a live source of one packet."""
+    live, width, height, description = True, 346, 260, "test packets"
+
+    def __init__(self, ev: EventPacket):
+        self.ev = ev
+
+    def __iter__(self):
+        return iter([self.ev])
 
 
 # --- camera ----------------------------------------------------------------------------------
@@ -219,7 +257,7 @@ def test_event_store_round_trip():
         assert getattr(back, f).dtype == getattr(ev, f).dtype
 
 
-def test_denoiser_drops_isolated_events_and_keeps_a_moving_edge():
+def edge_and_noise() -> EventPacket:
     rng = np.random.default_rng(0)
     # an edge sweeping right one column per ms over x 10..89, every row firing within that ms
     cols = np.repeat(np.arange(10, 90), 260)
@@ -231,12 +269,17 @@ def test_denoiser_drops_isolated_events_and_keeps_a_moving_edge():
     both = np.concatenate([edge, noise], axis=1)
     both = both[:, np.argsort(both[0], kind="stable")]
     # camera clocks are Unix µs; near t=0 dv's filter would count its zeroed memory as support
-    ev = EventPacket(UNIX_US + both[0].astype(np.int64), both[1].astype(np.uint16), both[2].astype(np.uint16),
-                     np.ones(both.shape[1], np.int8))
+    return EventPacket(UNIX_US + both[0].astype(np.int64), both[1].astype(np.uint16), both[2].astype(np.uint16),
+                       np.ones(both.shape[1], np.int8))
+
+
+def test_denoiser_drops_isolated_events_and_keeps_a_moving_edge():
+    ev = edge_and_noise()
     denoise = denoiser(346, 260)
-    out = EventPacket.concat([denoise(part) for part in (ev[:8000], ev[8000:])])  # state spans packets
+    out = EventPacket.concat([from_event_store(denoise(to_event_store(part)))
+                              for part in (ev[:8000], ev[8000:])])  # the state spans stores
     assert int((out.x >= 150).sum()) == 0
-    assert int((out.x < 100).sum()) > 0.9 * cols.size
+    assert int((out.x < 100).sum()) > 0.9 * 80 * 260
     assert np.all(np.diff(out.t) >= 0)
 
 
