@@ -19,15 +19,19 @@ class CausalToneMapper:
         self._range: np.ndarray | None = None
 
     def __call__(self, linear: np.ndarray) -> np.ndarray:
+        """An unbounded model may emit inf or NaN: such pixels stay out of the statistics (one
+        would poison the smoothed range for the rest of the run) and show as white and black."""
         log = np.log(np.maximum(linear, EPS))
         sample = log[::4, ::4] if log.size > 4096 else log
-        lo_hi = np.percentile(sample, [self.low, self.high])
+        sample = sample[np.isfinite(sample)]
+        if sample.size:
+            lo_hi = np.percentile(sample, [self.low, self.high])
+            self._range = lo_hi if self._range is None else \
+                self.smoothing * self._range + (1 - self.smoothing) * lo_hi
         if self._range is None:
-            self._range = lo_hi
-        else:
-            self._range = self.smoothing * self._range + (1 - self.smoothing) * lo_hi
+            return np.zeros(linear.shape, np.uint8)
         lo, hi = self._range
-        n = np.clip((log - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
+        n = np.nan_to_num(np.clip((log - lo) / max(hi - lo, 1e-3), 0.0, 1.0), nan=0.0)
         return (n * 255.0 + 0.5).astype(np.uint8)
 
     def reset(self) -> None:

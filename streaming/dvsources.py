@@ -334,7 +334,7 @@ def serve_events(source: Source, address: str, *, rate: float = 1.0,
 
 
 def _event_stores(source: Source, rate: float):
-    if isinstance(source, (CameraSource, NetworkSource)):
+    if hasattr(source, "stores"):  # dv's cameras and streams: their stores as they come
         return source.stores()
     items = source if source.live else paced(source, rate)
     return (to_event_store(ev) for ev in items if isinstance(ev, EventPacket) and len(ev))

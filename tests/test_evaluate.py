@@ -47,3 +47,16 @@ def test_official_postprocess_and_causal_tonemapper():
     tm = CausalToneMapper()
     dark, bright = tm(np.full((8, 8), 1e-3)), tm(np.full((8, 8), 1e3))
     assert dark.dtype == np.uint8 and dark.max() == 0 and bright.min() == 255  # its range follows the past slowly
+
+
+def test_the_causal_tonemapper_survives_inf_and_nan():
+    tm = CausalToneMapper()
+    ramp = np.geomspace(1e-2, 1e2, 64).reshape(8, 8)
+    reference = tm(ramp)
+    bad = ramp.copy()
+    bad[0, 0], bad[0, 1] = np.inf, np.nan
+    out = tm(bad)
+    assert out[0, 0] == 255 and out[0, 1] == 0  # shown as white and black
+    close = lambda a: np.abs(a.astype(int) - reference).max() <= 2  # the bad pixels left its statistics
+    assert close(tm(ramp))  # the range it keeps was not poisoned
+    assert tm(np.full((8, 8), np.nan)).max() == 0 and close(tm(ramp))
