@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
 from streaming.datatypes import InputError
@@ -38,6 +39,9 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     x.add_argument("--window-events", type=int, metavar="N", help="windows of N events each")
     x.add_argument("--window", choices=["frames"],
                    help="'frames': windows end at the recording's intensity frames (the official evaluation)")
+    w.add_argument("--window-max-ms", type=float, metavar="D",
+                   help="with event-count windows: also end a window D ms after it began, so a still scene "
+                        "keeps giving frames")
     w.add_argument("--bins", type=int, help="temporal bins per voxel grid (5 for EventHDR)")
     o = ap.add_argument_group("output")
     o.add_argument("--publish", metavar="ADDR", help=f"ZeroMQ PUB address (default {DEFAULT_ADDRESS})")
@@ -60,6 +64,8 @@ def run_config(args) -> RunConfig:
         cfg.window = WindowPolicy("events", events=args.window_events)
     elif args.window == "frames":
         cfg.window = WindowPolicy("frames")
+    if args.window_max_ms is not None:
+        cfg.window = replace(cfg.window, max_ms=args.window_max_ms)
     for name in ("bins", "publish", "device"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))

@@ -2,7 +2,8 @@
 
 - ms: fixed duration, windows [t0 + k*D, t0 + (k+1)*D); quiet periods give empty windows,
   so the frame rate stays constant however busy the scene is.
-- events: every N events.
+- events: every N events, so the frame rate follows the scene's activity; with max_ms, also
+  when max_ms pass first, so a scene gone still keeps giving frames (a viewer does not freeze).
 - frames: the official evaluation's frame-aligned windows: window j holds the events
   [event_idx(j-1), event_idx(j)) of the reference frames, event_idx(-1) = 0; events after
   the last reference frame belong to no window.
@@ -23,6 +24,7 @@ class WindowPolicy:
     policy: str = "ms"
     ms: float = 25.0
     events: int = 20000
+    max_ms: float | None = None  # events policy: a window also ends this long after it began
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -31,9 +33,14 @@ class WindowPolicy:
             raise InputError(f"window duration must be positive, got {self.ms} ms")
         if self.policy == "events" and self.events < 1:
             raise InputError(f"window event count must be positive, got {self.events}")
+        if self.max_ms is not None and (self.policy != "events" or not self.max_ms > 0):
+            raise InputError(f"a window's longest duration (max_ms {self.max_ms}) needs event-count windows "
+                             f"and must be positive")
 
     def describe(self) -> str:
-        return {"ms": f"{self.ms:g} ms", "events": f"{self.events} events", "frames": "frame-aligned"}[self.policy]
+        if self.policy == "events":
+            return f"{self.events} events" + (f" or {self.max_ms:g} ms" if self.max_ms else "")
+        return {"ms": f"{self.ms:g} ms", "frames": "frame-aligned"}[self.policy]
 
 
 @dataclass
@@ -109,7 +116,17 @@ class Windower:
 
     def _cut_events(self) -> list[ClosedWindow]:
         out = []
-        while self._n_pending >= self.policy.events:
+        limit = int(round(self.policy.max_ms * 1000)) if self.policy.max_ms else None
+        while self._n_pending:
+            ev = EventPacket.concat(self._pending)
+            self._pending = [ev]
+            if limit is not None and ev.t[-1] >= self._t_start + limit:  # no event can come before the deadline
+                n = int(np.searchsorted(ev.t, self._t_start + limit, "left"))
+                if n < self.policy.events:  # the deadline comes first
+                    out.append(self._close(self._t_start + limit, self._take(n)))
+                    continue
+            if self._n_pending < self.policy.events:
+                break
             ev = self._take(self.policy.events)
             out.append(self._close(int(ev.t[-1]) + 1, ev))
         return out

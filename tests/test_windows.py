@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.dvsources import Aedat4Source
 from streaming.sources import H5Source
 from streaming.windows import WindowPolicy, Windower
-from tests.conftest import write_moving_edge
+from tests.conftest import STREET_AEDAT4, write_moving_edge
 
 
 def cut(path, policy):
@@ -46,6 +47,34 @@ def test_event_count_windows(tmp_path):
     sizes = [len(w.events) for w in wins]
     assert sizes[:-1] == [1000] * (len(sizes) - 1) and 0 < sizes[-1] <= 1000
     assert sum(sizes) == len(ev)
+
+
+def test_event_count_windows_with_a_longest_duration_cover_quiet_periods():
+    w = Windower(WindowPolicy("events", events=3, max_ms=1))
+    mk = lambda t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
+                               np.ones(len(t), np.int8))
+    out = w.add_events(mk([0, 100, 200, 300, 400]))
+    assert [(len(x.events), x.t_end_us) for x in out] == [(3, 201)]  # busy: ended by the count
+    out = w.add_events(mk([5200]))  # then 5 ms of quiet: ended by the clock, 1 ms after each start
+    assert [(len(x.events), x.t_end_us) for x in out] == [(2, 1201), (0, 2201), (0, 3201), (0, 4201)]
+    assert [(len(x.events), x.t_start_us, x.t_end_us) for x in w.flush()] == [(1, 4201, 5201)]
+
+
+def test_bounded_event_count_windows_on_the_street_recording():
+    if not STREET_AEDAT4.exists():
+        pytest.skip(f"{STREET_AEDAT4} missing")
+    src = Aedat4Source(STREET_AEDAT4)
+    packets = [item for item in src if isinstance(item, EventPacket)]
+    src.close()
+    w = Windower(WindowPolicy("events", events=1800, max_ms=50))  # ~33 kev/s: 1500-2000 events per 50 ms
+    wins = [x for ev in packets for x in w.add_events(ev)] + w.flush()
+    sizes = np.array([len(x.events) for x in wins])
+    spans = np.array([x.t_end_us - x.t_start_us for x in wins])
+    assert sizes.sum() == sum(len(ev) for ev in packets)
+    assert all(a.t_end_us == b.t_start_us for a, b in zip(wins, wins[1:]))
+    assert (sizes <= 1800).all() and (spans <= 50000).all()
+    assert (spans[:-1][sizes[:-1] < 1800] == 50000).all()  # short of the count only when the clock ran out
+    assert (sizes == 1800).sum() >= 5 and (sizes < 1800).sum() >= 5  # busier stretches end by count (12 of 48)
 
 
 def test_frame_aligned_windows_follow_event_idx(tmp_path):
