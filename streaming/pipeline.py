@@ -5,6 +5,7 @@ The ring is the only state they share.
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import deque
@@ -98,25 +99,30 @@ class Pipeline:
             self.ring.close()
 
     def run(self) -> RunStats:
+        """Until the source ends, or Ctrl-C: then reading stops and what is queued is drained.
+        Ctrl-C sets a flag rather than raising KeyboardInterrupt: an exception raised inside a
+        finalizer or a library's callback is only printed, and one replay in our tests ran to
+        its end after Ctrl-C."""
+        on_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, lambda *_: self._stop.set()) if on_main else None
         reader = threading.Thread(target=self._read, name="reader", daemon=True)
         reader.start()
         held: deque[VoxelWindow] = deque()
         next_report = time.monotonic() + self.outputs.stats_every_s
         try:
             while True:
-                try:
-                    window = self.ring.get(timeout=0.2)
-                    if window is not None:
-                        self._process(window, held)
-                    elif self.ring.finished:
-                        break
-                    if time.monotonic() >= next_report:
-                        next_report += self.outputs.stats_every_s
-                        self._report()
-                except KeyboardInterrupt:  # stop reading, then drain what is queued
-                    self._stop.set()
+                window = self.ring.get(timeout=0.2)
+                if window is not None:
+                    self._process(window, held)
+                elif self.ring.finished:
+                    break
+                if time.monotonic() >= next_report:
+                    next_report += self.outputs.stats_every_s
+                    self._report()
             reader.join()
         finally:
+            if on_main:
+                signal.signal(signal.SIGINT, previous)
             self._stop.set()
             self._close()
         if self._reader_error is not None:

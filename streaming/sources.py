@@ -71,25 +71,40 @@ def paced(items, rate: float, stop=None):
     """Release a recording's items when their timestamps come due at `rate` x real time.
 
     Packets are split in PACE_SLICE_US steps so that a large file chunk streams out
-    smoothly instead of in one burst."""
+    smoothly instead of in one burst. stop: a threading.Event; once it is set, nothing more
+    comes out (live sources, rate inf, included)."""
     if rate == float("inf"):
-        yield from items
+        for item in items:
+            if _stopped(stop):
+                return
+            yield item
         return
     origin = None  # (stream µs, wall s) of the first event
     for item in items:
-        if stop is not None and stop.is_set():
-            return
         if isinstance(item, ReferenceFrame):
+            if _stopped(stop):
+                return
             yield item
             continue
         if origin is None and len(item):
             origin = (int(item.t[0]), time.monotonic())
-        for part in _slices(item):
-            due = origin[1] + (int(part.t[-1]) - origin[0]) * 1e-6 / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        for part in _slices(item):  # a chunk may span minutes: `stop` is heard between slices
+            if _sleep_until(origin[1] + (int(part.t[-1]) - origin[0]) * 1e-6 / rate, stop):
+                return
             yield part
+
+
+def _stopped(stop) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _sleep_until(t: float, stop) -> bool:
+    """Sleep until monotonic time t; True, at once, when `stop` (a threading.Event) is set."""
+    delay = max(t - time.monotonic(), 0.0)
+    if stop is None:
+        time.sleep(delay)
+        return False
+    return stop.wait(delay)
 
 
 def _slices(ev: EventPacket):

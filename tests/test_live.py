@@ -1,11 +1,17 @@
 """Live input end to end: a DV network stream from a second process, no camera, AEDAT4 replay."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import av
 import h5py
 import numpy as np
 import pytest
 
 from streaming.dvsources import Aedat4Source
-from tests.conftest import STREET_AEDAT4, free_port, run_cli
+from tests.conftest import REPO, STREET_AEDAT4, free_port, run_cli
 
 
 def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
@@ -54,3 +60,21 @@ def test_aedat4_replay_covers_the_recording_with_its_aps_frames(tmp_path):
     assert last.shape == (260, 3 * 346, 3)
     aps = last[:, 2 * 346:]
     assert aps.std() > 10  # the right panel shows the camera's APS frame, not a blank
+
+
+def test_ctrl_c_stops_a_live_run(dvserver, tmp_path):
+    port, _ = dvserver("--seconds", "30", "--rate", "20000", "--width", "64", "--height", "48", "--wait-client")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}",
+                          "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5",
+                          "--stats-every", "0.5"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().startswith("live from")
+    assert p.stdout.readline().startswith("[")  # under way
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0 and "done:" in out and "Traceback" not in err, err
+    assert time.monotonic() - t0 < 5  # the stream would go on for 30 s
+    with h5py.File(tmp_path / "live.h5", "r") as f:
+        assert 0 < len(f["seq"]) < 200

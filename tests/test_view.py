@@ -1,0 +1,31 @@
+"""The viewer on a real replay: a real ZeroMQ stream into a real (off-screen) pygame window."""
+import os
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO, free_port
+
+HEADLESS = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL's window without a screen
+
+
+def test_the_viewer_shows_a_replay_until_it_ends(edge_h5):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    replay = subprocess.Popen([sys.executable, "run_replay.py", edge_h5, "--model", "highpass", "--rate", "2x",
+                               "--publish", address, "--wait-subscribers", "1"],
+                              cwd=REPO, env=HEADLESS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    viewer = subprocess.run([sys.executable, "view.py", address, "--scale", "3"], cwd=REPO, env=HEADLESS,
+                            capture_output=True, text=True, timeout=60)
+    out, err = replay.communicate(timeout=60)
+    assert replay.returncode == 0, err
+    assert viewer.returncode == 0, viewer.stderr
+    frames = int(re.search(r"(\d+) frames", out).group(1))
+    shown, received = map(int, re.search(r"shown (\d+) of (\d+) pictures; the pipeline ended", viewer.stdout).groups())
+    assert received == frames == 40 and 1 <= shown <= received  # every preview arrived; the newest were shown
+
+
+def test_the_viewer_without_a_screen_says_so_in_one_line():
+    env = {**HEADLESS, "SDL_VIDEODRIVER": "x11", "DISPLAY": ":99"}  # no X server there
+    r = subprocess.run([sys.executable, "view.py", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot open a window" in r.stderr, r.stderr

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Watch a running pipeline (run_live.py, run_replay.py) in a window: its tone-mapped preview.
+
+    python view.py                              # the default address, tcp://127.0.0.1:5555
+    python view.py tcp://192.168.1.20:5555 --scale 2
+
+Subscribes to the `preview` and `stats` topics (README: Consuming the frames) and shows the
+newest preview, so a slow screen skips pictures instead of falling behind the stream. The
+title gives the frame's time, frames/s and latency. Esc, q or closing the window quits; the
+window also closes when the pipeline ends.
+"""
+import argparse
+import os
+
+import zmq
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
+
+from streaming.cli import run_main  # noqa: E402
+from streaming.datatypes import InputError  # noqa: E402
+from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
+
+FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("address", nargs="?", default=DEFAULT_ADDRESS, help=f"the pipeline's address (default {DEFAULT_ADDRESS})")
+    ap.add_argument("--scale", type=int, default=2, help="screen pixels per sensor pixel (default 2)")
+    args = ap.parse_args(argv)
+    if args.scale < 1:
+        raise InputError(f"--scale {args.scale}: must be 1 or more")
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    try:
+        sock.connect(args.address)
+    except zmq.ZMQError as e:
+        raise InputError(f"cannot connect to {args.address}: {e.strerror}; give an address such as "
+                         f"{DEFAULT_ADDRESS}") from None
+    for topic in (b"preview", b"stats"):
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
+    try:
+        pygame.display.init()
+        screen = pygame.display.set_mode((320, 240))
+    except pygame.error as e:
+        raise InputError(f"cannot open a window ({e}); run it where there is a display") from None
+    pygame.display.set_caption(f"waiting for {args.address}")
+    shown = received = 0
+    clock, stats, ended = pygame.time.Clock(), {}, False
+    while not ended and not _quit_asked():
+        newest = None
+        while sock.poll(0):  # drain: only the newest picture is worth showing
+            topic, header, image = decode(sock.recv_multipart())
+            if topic == "stats":
+                stats, ended = header, bool(header.get("final"))
+            else:
+                newest, received = (header, image), received + 1
+        if newest is not None:
+            screen = _show(screen, *newest, args.scale, stats)
+            shown += 1
+        clock.tick(FPS_CAP)
+    pygame.display.quit()
+    print(f"shown {shown} of {received} pictures" + ("; the pipeline ended" if ended else ""))
+    return 0
+
+
+def _quit_asked() -> bool:
+    return any(e.type == pygame.QUIT or (e.type == pygame.KEYDOWN and e.key in (pygame.K_ESCAPE, pygame.K_q))
+               for e in pygame.event.get())
+
+
+def _show(screen, header: dict, image, scale: int, stats: dict):
+    h, w = image.shape
+    if screen.get_size() != (w * scale, h * scale):  # the first picture, or another sensor
+        screen = pygame.display.set_mode((w * scale, h * scale))
+    grey = pygame.image.frombuffer(image.tobytes(), (w, h), "P")  # 8-bit indexed, with a grey palette
+    grey.set_palette([(v, v, v) for v in range(256)])
+    screen.blit(pygame.transform.scale(grey, screen.get_size()), (0, 0))
+    pygame.display.flip()
+    fps = stats.get("frames_per_s")
+    pygame.display.set_caption(f"t {header['t_end_us'] / 1e6:.3f} s" + (f" | {fps:.0f} fps" if fps else "")
+                               + f" | latency {header['latency_ms']:.0f} ms")
+    return screen
+
+
+if __name__ == "__main__":
+    run_main(main)
