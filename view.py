@@ -22,6 +22,7 @@ from streaming.datatypes import InputError  # noqa: E402
 from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
+GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey
 
 
 def main(argv=None) -> int:
@@ -73,8 +74,8 @@ def _show(screen, header: dict, image, scale: int, stats: dict):
     h, w = image.shape
     if screen.get_size() != (w * scale, h * scale):  # the first picture, or another sensor
         screen = pygame.display.set_mode((w * scale, h * scale))
-    grey = pygame.image.frombuffer(image.tobytes(), (w, h), "P")  # 8-bit indexed, with a grey palette
-    grey.set_palette([(v, v, v) for v in range(256)])
+    grey = pygame.image.frombuffer(image.tobytes(), (w, h), "P")
+    grey.set_palette(GREY)
     screen.blit(pygame.transform.scale(grey, screen.get_size()), (0, 0))
     pygame.display.flip()
     fps = stats.get("frames_per_s")
