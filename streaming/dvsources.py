@@ -222,6 +222,7 @@ class CameraSource:
                 merge.add_frame(frame)
             if store is None and not frames:
                 time.sleep(IDLE_SLEEP_S)
+                yield EventPacket.empty()  # nothing came: hand control back anyway, so a stop is heard
                 continue
             yield from merge.events(EventPacket.empty() if store is None else from_event_store(store))
 
@@ -231,8 +232,8 @@ class CameraSource:
             store, _ = self._read()
             if store is None:
                 time.sleep(IDLE_SLEEP_S)
-            else:
-                yield store
+                store = dv.EventStore()  # empty: a stop is heard while the camera is silent
+            yield store
 
     def _read(self) -> tuple[dv.EventStore | None, list[dv.Frame]]:
         """The next event batch, denoised if asked (None: nothing yet), and the frames that came in."""
@@ -299,6 +300,7 @@ class NetworkSource:
                 return
             else:
                 time.sleep(IDLE_SLEEP_S)
+                yield dv.EventStore()  # empty: a stop is heard while the stream is silent
 
     def close(self):
         self._reader = None  # dv disconnects when the reader is freed

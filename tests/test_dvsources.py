@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import dv_processing as dv
 import numpy as np
@@ -143,6 +144,24 @@ def test_network_source_reads_until_the_server_stops(dvserver):
     assert ev.x.max() < 240 and ev.y.max() < 180 and set(np.unique(ev.p)) <= {-1, 1}
 
 
+def test_a_silent_stream_still_hands_control_back():
+    """A reader waiting on a stream that sends nothing yields empty packets, so that the
+    pipeline's reader still hears Ctrl-C."""
+    port, listening = free_port(), threading.Event()
+    server = threading.Thread(target=serve_events, args=(SilentSource(1.5), f"127.0.0.1:{port}"),
+                              kwargs={"on_listening": listening.set, "wait_clients": 1}, daemon=True)
+    server.start()
+    assert listening.wait(WAIT_S)
+    src = NetworkSource(f"tcp://127.0.0.1:{port}")
+    items, t0 = iter(src), time.monotonic()
+    first = next(items)
+    assert len(first) == 0 and time.monotonic() - t0 < 0.5  # the server stays silent for 1.5 s
+    rest = drain(items)
+    assert sum(len(ev) for ev in rest) == 0  # and then ends: so does the reader
+    src.close()
+    finish(server)
+
+
 def test_network_source_closed_port():
     port = free_port()
     with pytest.raises(InputError) as err:
@@ -220,6 +239,18 @@ class EmptySource:
     live, width, height, description = True, 8, 8, "stub"
 
     def __iter__(self):
+        return iter(())
+
+
+class SilentSource:
+    """A live source that sends nothing for `seconds`, then ends."""
+    live, width, height, description = True, 8, 8, "silent"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __iter__(self):
+        time.sleep(self.seconds)
         return iter(())
 
 
