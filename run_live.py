@@ -45,8 +45,9 @@ def main(argv=None) -> int:
     cfg = run_config(args)
     source, attempt = open_source(args.camera, args.denoise), 1
     while True:
-        print(f"live from {source.description}, {cfg.window.describe()} windows, model {cfg.model['type']} on {cfg.device}, "
-              f"overload {cfg.overload}; publishing on {cfg.publish}", flush=True)
+        print(f"live from {source.description}, {cfg.window.describe()} windows, "
+              f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
+              flush=True)
         try:
             stats = Pipeline(source, cfg, float("inf"), _numbered(outputs(args), attempt), args.max_seconds).run()
             print(stats.summary())

@@ -27,7 +27,8 @@ GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed p
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("address", nargs="?", default=DEFAULT_ADDRESS, help=f"the pipeline's address (default {DEFAULT_ADDRESS})")
+    ap.add_argument("address", nargs="?", default=DEFAULT_ADDRESS,
+                    help=f"the pipeline's address (default {DEFAULT_ADDRESS})")
     ap.add_argument("--scale", type=int, default=2, help="screen pixels per sensor pixel (default 2)")
     args = ap.parse_args(argv)
     if args.scale < 1:

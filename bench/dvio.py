@@ -48,7 +48,8 @@ def main():
     print(f"dv-processing per event, {n:,} events at {W}x{H}, one thread (best of 3)")
     for name, ns in rows.items():
         print(f"  {name:<26}{ns:8.1f} ns/event  ({1e3 / ns:7.1f} Mev/s)")
-    print(f"denoise via EventPacket / on the dv store: {rows['denoise, via EventPacket'] / rows['denoise, dv store']:.1f}x")
+    ratio = rows["denoise, via EventPacket"] / rows["denoise, dv store"]
+    print(f"denoise via EventPacket / on the dv store: {ratio:.1f}x")
 
 
 if __name__ == "__main__":

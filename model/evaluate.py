@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     models = {"highpass": {"type": "highpass"}}
     models.update({Path(m).name: model_from_flag(m) for m in args.model})
     models.update({c: load_config(c).model for c in args.config})
-    per_file = {str(f): evaluate_file(f, models, device=device) for f in tqdm(recordings(args.recordings), desc="evaluating")}
+    per_file = {str(f): evaluate_file(f, models, device=device)
+                for f in tqdm(recordings(args.recordings), desc="evaluating")}
     text = table(per_file)
     print(text)
     if args.out:

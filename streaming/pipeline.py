@@ -52,7 +52,8 @@ class Pipeline:
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
         self._publisher = Publisher(cfg.publish, outputs.wait_subscribers)
-        attrs = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins, "source": source.description}
+        attrs = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
+                 "source": source.description}
         self._recorder = FrameRecorder(outputs.record, h, w, attrs) if outputs.record else None
         fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
         self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None

@@ -189,7 +189,8 @@ def test_ctrl_c_during_start_up_ends_without_a_traceback(tmp_path):
     ("bins: five\n", "bins must be an integer"), ("model: {type: highpass, cutoff: 3}\n", "unknown settings cutoff"),
     ("model: {type: e2vid}\n", "use highpass or eventhdr"), ("window: {policy: ms, size: 3}\n", "bad window settings"),
     ("colour: red\n", "unknown settings colour"), ("model: [\n", "not valid YAML"),
-    ("device: gpu\n", "use auto, cpu, cuda or cuda:N"), ("window: {policy: ms, max_ms: 50}\n", "needs event-count windows"),
+    ("device: gpu\n", "use auto, cpu, cuda or cuda:N"),
+    ("window: {policy: ms, max_ms: 50}\n", "needs event-count windows"),
 ])
 def test_bad_config_gives_one_clear_line(edge_h5, tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
