@@ -17,6 +17,7 @@ import numpy as np
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 
 POLICIES = ("ms", "events", "frames")
+MIN_MS = 0.001  # windows are cut in whole microseconds: a shorter one would never advance
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,13 @@ class WindowPolicy:
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise InputError(f"unknown window policy {self.policy!r}; use one of {', '.join(POLICIES)}")
-        if self.policy == "ms" and not self.ms > 0:
-            raise InputError(f"window duration must be positive, got {self.ms} ms")
+        if self.policy == "ms" and not self.ms >= MIN_MS:
+            raise InputError(f"window duration must be at least {MIN_MS} ms (1 µs), got {self.ms} ms")
         if self.policy == "events" and self.events < 1:
             raise InputError(f"window event count must be positive, got {self.events}")
-        if self.max_ms is not None and (self.policy != "events" or not self.max_ms > 0):
+        if self.max_ms is not None and (self.policy != "events" or not self.max_ms >= MIN_MS):
             raise InputError(f"a window's longest duration (max_ms {self.max_ms}) needs event-count windows "
-                             f"and must be positive")
+                             f"and must be at least {MIN_MS} ms (1 µs)")
 
     def describe(self) -> str:
         if self.policy == "events":

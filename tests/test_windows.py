@@ -98,6 +98,7 @@ def test_frame_aligned_windows_need_event_indices():
 
 
 def test_bad_policies_are_user_errors():
-    for kw in ({"policy": "seconds"}, {"policy": "ms", "ms": 0}, {"policy": "events", "events": 0}):
+    for kw in ({"policy": "seconds"}, {"policy": "ms", "ms": 0}, {"policy": "ms", "ms": 0.0004},
+               {"policy": "events", "events": 0}, {"policy": "events", "max_ms": 0.0004}, {"policy": "ms", "max_ms": 5}):
         with pytest.raises(InputError):
             WindowPolicy(**kw)
