@@ -16,6 +16,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 STREET_AEDAT4 = SHARED_DATA / "davis346_street.aedat4"
 DVSERVER = REPO / "tests" / "dvserver.py"
 WAIT_S = 15  # generous: the machine is shared
+TINY = {"num_feat": 4, "deformable_groups": 1, "num_extract_block": 1, "num_reconstruct_block": 1}  # a network arch
 
 
 def write_moving_edge(path, seconds=1.0, height=48, width=64, frame_us=40000, rate=60000, seed=0):

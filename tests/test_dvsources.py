@@ -148,7 +148,7 @@ def test_a_silent_stream_still_hands_control_back():
     """A reader waiting on a stream that sends nothing yields empty packets, so that the
     pipeline's reader still hears Ctrl-C."""
     port, listening = free_port(), threading.Event()
-    server = threading.Thread(target=serve_events, args=(SilentSource(1.5), f"127.0.0.1:{port}"),
+    server = threading.Thread(target=serve_events, args=(StubSource(silent_s=1.5), f"127.0.0.1:{port}"),
                               kwargs={"on_listening": listening.set, "wait_clients": 1}, daemon=True)
     server.start()
     assert listening.wait(WAIT_S)
@@ -219,7 +219,7 @@ def test_serve_events_relays_a_network_stream_without_converting_it(dvserver):
 
 
 def test_a_denoised_network_stream_drops_isolated_events_and_keeps_a_moving_edge():
-    written, got = serve_to_a_reader(PacketSource(edge_and_noise()), denoise=True)
+    written, got = serve_to_a_reader(StubSource([edge_and_noise()], width=346, height=260), denoise=True)
     assert written == 80 * 260 + 16
     assert int((got.x >= 150).sum()) == 0  # the noise
     assert int((got.x < 100).sum()) > 0.9 * 80 * 260  # the edge
@@ -231,38 +231,20 @@ def test_serve_events_port_in_use():
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(InputError) as err:
-            serve_events(EmptySource(), f"127.0.0.1:{port}")
+            serve_events(StubSource(), f"127.0.0.1:{port}")
     assert_one_line(err, f"cannot serve on 127.0.0.1:{port}", "pick another port")
 
 
-class EmptySource:
-    live, width, height, description = True, 8, 8, "stub"
+class StubSource:
+    """A live source made up by the test: `packets`, after `silent_s` seconds of nothing."""
+    live, description = True, "test stub"
+
+    def __init__(self, packets=(), silent_s: float = 0.0, width: int = 8, height: int = 8):
+        self.packets, self.silent_s, self.width, self.height = list(packets), silent_s, width, height
 
     def __iter__(self):
-        return iter(())
-
-
-class SilentSource:
-    """A live source that sends nothing for `seconds`, then ends."""
-    live, width, height, description = True, 8, 8, "silent"
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def __iter__(self):
-        time.sleep(self.seconds)
-        return iter(())
-
-
-class PacketSource:
-    """Events made up in the test, as a live source of one packet."""
-    live, width, height, description = True, 346, 260, "test packets"
-
-    def __init__(self, ev: EventPacket):
-        self.ev = ev
-
-    def __iter__(self):
-        return iter([self.ev])
+        time.sleep(self.silent_s)
+        return iter(self.packets)
 
 
 # --- camera ----------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from model.eventhdr import OFFICIAL_ARCH, EventHDR, EventHDRWrapper, make_arch
 from model.layers import ConvLSTM, DCNPack, TSAFusion
 from model.stream import CentredPad, EventHDRStream, load_eventhdr
 from streaming.datatypes import EventPacket, InputError, VoxelWindow
+from tests.conftest import TINY
 
 SPEC_STATE_DICT = Path(__file__).resolve().parents[1].parent / "shared/spec/eventhdr-state-dict.txt"
 SMALL = {"num_feat": 8, "deformable_groups": 2, "num_extract_block": 1, "num_reconstruct_block": 2}
-TINY = {"num_feat": 4, "deformable_groups": 1, "num_extract_block": 1, "num_reconstruct_block": 1}
 
 
 @pytest.fixture(autouse=True)

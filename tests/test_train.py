@@ -2,15 +2,15 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from model.eventhdr import EventHDRWrapper, make_arch
 from model.scenes import render_sequence
 from model.stream import load_eventhdr
 from model.train import ClipDataset, clip_loss
-from tests.conftest import run_cli
+from tests.conftest import TINY, run_cli
 
-TINY = {"num_feat": 4, "deformable_groups": 1, "num_extract_block": 1, "num_reconstruct_block": 1}
 
 
 def test_a_short_training_run_lowers_the_loss(tmp_path):
@@ -29,18 +29,21 @@ def test_a_short_training_run_lowers_the_loss(tmp_path):
     assert after < 0.8 * before
 
 
-def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no GPU"))])
+def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path, device):
     (tmp_path / "data").mkdir()
     render_sequence(tmp_path / "data" / "s.h5", seed=6, height=48, width=64, seconds=0.6)
     (tmp_path / "tiny.yaml").write_text("model:\n  type: eventhdr\n  arch: " + json.dumps(TINY) + "\n")
     args = ["train.py", tmp_path / "data", "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "run",
-            "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1"]
+            "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--device", device]
     r = run_cli(*args, "--iters", "2")
     assert r.returncode == 0, r.stderr
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert [e["iter"] for e in log] == [1, 2]
-    model = load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64)
+    model = load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64, "cpu")  # weights trained anywhere
     assert model.net.arch == make_arch(TINY)
+    assert all(p.device.type == "cpu" for p in model.net.parameters())
     r = run_cli(*args, "--iters", "3")  # picks up at iteration 2
     assert r.returncode == 0, r.stderr
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
