@@ -8,6 +8,7 @@ import numpy as np
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
 from streaming.h5format import EventH5Reader
+from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 PACE_SLICE_US = 2000  # replay granularity: a paced stream is released in 2 ms steps
@@ -49,8 +50,10 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None) -> Sou
     if suffix == ".aedat4":
         from streaming.dvsources import Aedat4Source
         return Aedat4Source(path)
-    raise InputError(f"{path}: unknown recording type {suffix or '(no suffix)'}; "
-                     f"give an HDF5 ({', '.join(H5_SUFFIXES)}) or AEDAT4 (.aedat4) file")
+    if suffix in PROPHESEE_SUFFIXES:
+        return PropheseeSource(path, sensor_size)
+    raise InputError(f"{path}: unknown recording type {suffix or '(no suffix)'}; give an HDF5 "
+                     f"({', '.join(H5_SUFFIXES)}), AEDAT4 (.aedat4) or Prophesee (.raw, .dat) file")
 
 
 def parse_rate(text: str) -> float:
