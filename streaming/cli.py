@@ -1,4 +1,4 @@
-"""The command-line fronts' shared options and error handling (run_replay.py, run_live.py)."""
+"""The command-line fronts' shared options and error handling (run_replay.py, run_live.py, convert.py)."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,25 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     o.add_argument("--max-seconds", type=float, metavar="S", help="stop after S seconds of the event stream")
     o.add_argument("--stats-every", type=float, default=2.0, metavar="S", help="seconds between stats lines")
     return ap
+
+
+RECORDING_HELP = ("recording: .h5/.hdf5 (EventHDR / event_cnn_minimal layout), .aedat4, "
+                  "or Prophesee .raw (EVT 3.0, EVT 2.0) / .dat")
+SENSOR_SIZE_HELP = ("the sensor's size where the file does not give it (an HDF5 file without "
+                    "sensor_resolution, a Prophesee EVT 2.0 file), or to override it")
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """--sensor-size 'HxW' -> (H, W); None -> None (the file's own)."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h > 0 and w > 0:
+            return h, w
+    except ValueError:
+        pass
+    raise InputError(f"bad --sensor-size {text!r}: give HEIGHTxWIDTH, e.g. 260x346")
 
 
 def run_config(args) -> RunConfig:

@@ -117,11 +117,26 @@ class EventH5Reader:
         self._f.close()
 
 
+def _as_read(image: np.ndarray) -> np.ndarray:
+    """A reference frame's [0, 1] float32 image in the integer type it was read from (uint8 or
+    uint16), where that gives it back as read; anything else (linear ground truth) as float32."""
+    if image.min() >= 0 and image.max() <= 1:
+        for dtype in (np.uint8, np.uint16):
+            scaled = image.astype(np.float64) * np.iinfo(dtype).max
+            whole = np.rint(scaled)
+            if np.abs(scaled - whole).max() < 0.01:  # float32 keeps v / 65535 within 0.004 of v
+                return whole.astype(dtype)
+    return image.astype(np.float32)
+
+
 class EventH5Writer:
     """Writes every field of the spec, appending as it goes (simulators stream into it)."""
 
     def __init__(self, path: str | Path, height: int, width: int):
-        self._f = h5py.File(path, "w")
+        try:
+            self._f = h5py.File(path, "w")
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e}") from None
         self.height, self.width = height, width
         ev = self._f.create_group("events")
         for name, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
@@ -144,8 +159,13 @@ class EventH5Writer:
         self._t0 = int(ev.t[0]) if self._t0 is None else self._t0
         self._tk = int(ev.t[-1])
 
+    def add_reference(self, ref: ReferenceFrame):
+        """A reference frame read from a recording, stored as add_image stores an image."""
+        self.add_image(ref.t_us, _as_read(ref.image))
+
     def add_image(self, t_us: int, image: np.ndarray):
-        """image: uint8 or uint16 (H, W). Call soon after adding the events up to t_us."""
+        """image: uint8 or uint16 (H, W), or float32 for linear ground truth (unbounded). Call soon
+        after adding the events up to t_us."""
         start = max(0, self._n - (1 << 16))
         k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
         d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)

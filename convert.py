@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Convert an event recording to the HDF5 layout of the EventHDR dataset and event_cnn_minimal
+(the layout run_replay.py, train.py and evaluate.py read, and the official EventHDR code too):
+its events, and its intensity frames as images with their timestamps and event indices."""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, parse_size, run_main
+from streaming.datatypes import InputError, ReferenceFrame
+from streaming.h5format import EventH5Writer
+from streaming.sources import open_recording
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("file", help=RECORDING_HELP)
+    ap.add_argument("out", help="the HDF5 file to write (replaced if it exists)")
+    ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.resolve() == Path(args.file).resolve():
+        raise InputError(f"{out}: the output would replace the recording it is converted from")
+    src = open_recording(args.file, parse_size(args.sensor_size))
+    try:
+        with EventH5Writer(out, src.height, src.width) as writer:
+            events, images = _copy(src, writer, args.file)
+    except BaseException:  # no half-written file is left behind to be mistaken for a recording
+        out.unlink(missing_ok=True)
+        raise
+    finally:
+        src.close()
+    print(f"{out}: {events:,} events and {images} images from {src.description}")
+    return 0
+
+
+def _copy(src, writer: EventH5Writer, name: str) -> tuple[int, int]:
+    """Every event and reference frame of src into writer, checked as a replay of the result
+    will check them; returns the counts."""
+    events = images = 0
+    last_t = np.iinfo(np.int64).min
+    for item in src:
+        if isinstance(item, ReferenceFrame):
+            writer.add_reference(item)
+            images += 1
+            continue
+        if not len(item):
+            continue
+        if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
+            raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
+        if item.x.max() >= src.width or item.y.max() >= src.height:
+            raise InputError(f"{name}: an event near event {events} lies outside the {src.height}x{src.width} "
+                             f"sensor; give the sensor's size with --sensor-size HxW")
+        writer.add_events(item)
+        events, last_t = events + len(item), int(item.t[-1])
+    return events, images
+
+
+if __name__ == "__main__":
+    run_main(main)

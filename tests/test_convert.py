@@ -1,0 +1,81 @@
+"""convert.py: recordings of every readable format to the EventHDR HDF5 layout, read back."""
+import h5py
+import numpy as np
+import pytest
+
+from streaming.datatypes import EventPacket, ReferenceFrame
+from streaming.h5format import EventH5Writer
+from streaming.sources import open_recording
+from tests.conftest import STREET_AEDAT4, run_cli, write_moving_edge
+from tests.test_prophesee import EVT2, EVT3, VGA
+
+
+def items(path, sensor_size=None) -> tuple[EventPacket, list[ReferenceFrame], tuple[int, int]]:
+    src = open_recording(str(path), sensor_size)
+    try:
+        got = list(src)
+    finally:
+        src.close()
+    return (EventPacket.concat([i for i in got if isinstance(i, EventPacket)]),
+            [i for i in got if isinstance(i, ReferenceFrame)], (src.height, src.width))
+
+
+def assert_same(a, b):
+    (ev_a, refs_a, size_a), (ev_b, refs_b, size_b) = a, b
+    assert size_a == size_b
+    assert all(np.array_equal(getattr(ev_a, f), getattr(ev_b, f)) for f in "txyp")
+    assert [(r.t_us, r.event_idx) for r in refs_a] == [(r.t_us, r.event_idx) for r in refs_b]
+    assert all(np.array_equal(r.image, s.image) for r, s in zip(refs_a, refs_b))
+
+
+def convert(src, out, *flags):
+    r = run_cli("convert.py", src, out, *flags)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_aedat4_with_frames_round_trips(tmp_path):
+    out = tmp_path / "street.h5"
+    assert "78,830 events and 59 images" in convert(STREET_AEDAT4, out)
+    assert_same(items(STREET_AEDAT4), items(out))
+    with h5py.File(out, "r") as f:  # the APS frames keep their 8 bits, as the dataset stores them
+        assert f["images/image000000000"].dtype == np.uint8
+        assert tuple(f.attrs["sensor_resolution"]) == (260, 346)
+
+
+@pytest.mark.parametrize("path,flags", [(EVT3, []), (EVT2, ["--sensor-size", "480x640"])], ids=["evt3", "evt2"])
+def test_prophesee_round_trips(tmp_path, path, flags):
+    out = tmp_path / "p.h5"
+    convert(path, out, *flags)
+    assert_same(items(path, VGA if flags else None), items(out))
+
+
+def test_hdf5_with_16_bit_and_linear_frames_round_trips(tmp_path):
+    edge, hdr = tmp_path / "edge.h5", tmp_path / "hdr.h5"
+    write_moving_edge(edge, seconds=0.2)
+    ev, refs, (h, w) = items(edge)
+    with EventH5Writer(hdr, h, w) as writer:  # linear ground truth: float, above 1
+        writer.add_events(ev)
+        writer.add_image(int(ev.t[-1]), np.full((h, w), 3.5, np.float32))
+    for path in (edge, hdr):
+        out = tmp_path / f"converted-{path.name}"
+        convert(path, out)
+        assert_same(items(path), items(out))
+    with h5py.File(tmp_path / "converted-edge.h5", "r") as f:
+        assert f["images/image000000000"].dtype == np.uint16
+
+
+@pytest.mark.parametrize("case,message", [
+    ("too small", "lies outside the 100x100 sensor; give the sensor's size with --sensor-size"),
+    ("onto itself", "the output would replace the recording"),
+    ("no size", "the header gives no sensor size"),
+])
+def test_bad_conversions_give_one_line_and_leave_no_file(tmp_path, case, message):
+    src = tmp_path / "in.raw"
+    src.write_bytes(EVT2.read_bytes())
+    out = {"onto itself": src}.get(case, tmp_path / "out.h5")
+    flags = {"too small": ["--sensor-size", "100x100"], "onto itself": ["--sensor-size", "480x640"]}.get(case, [])
+    r = run_cli("convert.py", src, out, *flags)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert src.read_bytes() == EVT2.read_bytes()
+    assert not (tmp_path / "out.h5").exists()
