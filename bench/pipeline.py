@@ -1,6 +1,6 @@
 """The replay pipeline end to end on the demo recording.
 
-    python -m bench.pipeline [--config default] [--file data/demo.h5]
+    python -m bench.pipeline [--config default] [--file RECORDING]
 
 1. Replay at `max` through the whole pipeline (binner, ring, model, publisher): events/s in,
    frames/s out, latency percentiles; and the model alone on the same windows, so the
@@ -24,13 +24,13 @@ from streaming.datatypes import EventPacket
 from streaming.demo import ensure_demo_recording
 from streaming.pipeline import Outputs, Pipeline
 from streaming.dvsources import NetworkSource
-from streaming.sources import H5Source, paced
+from streaming.sources import open_recording, paced
 from streaming.offline import voxel_windows
 
 
 def model_only(path, cfg):
     """The same windows, binned up front, pushed straight into the model."""
-    src = H5Source(path)
+    src = open_recording(str(path))
     windows = list(voxel_windows(src, cfg.window, cfg.bins))
     model = make_reconstructor(cfg.model, src.height, src.width)
     t0 = time.perf_counter()
@@ -67,7 +67,7 @@ def live(cfg, rate: float, seconds: float):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None)
-    ap.add_argument("--file", help="an HDF5 recording (default: the demo recording)")
+    ap.add_argument("--file", help="a recording, any format run_replay.py reads (default: the demo recording)")
     ap.add_argument("--live-rates", type=float, nargs="*", default=[5e5, 5e6, 1.5e7], help="events/s of the live runs")
     ap.add_argument("--live-seconds", type=float, default=2.0)
     args = ap.parse_args()
@@ -76,7 +76,7 @@ def main():
     cfg.publish = "tcp://127.0.0.1:*"  # any free port: nobody listens
 
     n_win, t_model = model_only(path, cfg)
-    src = H5Source(path)
+    src = open_recording(str(path))
     pipe = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
     t0 = time.perf_counter()
     stats = pipe.run()
@@ -89,7 +89,7 @@ def main():
     print(f"  model alone:   {n_win / t_model:.1f} windows/s; pipeline throughput / model alone = "
           f"{(stats.windows / t_pipe) / (n_win / t_model):.3f}")
 
-    src = H5Source(path)
+    src = open_recording(str(path))
     first = last = t_first = t_last = None
     for item in paced(src, 1.0):
         if isinstance(item, EventPacket) and len(item):

@@ -39,6 +39,7 @@ def _render(log_i, t_last, t_us, alpha, out):
 
 class HighPassFilter:
     lookahead = 0
+    uses_grid = False  # it works per event
 
     def __init__(self, height: int, width: int, cutoff_hz: float = 0.5, contrast: float = 0.2):
         self.alpha = 2 * math.pi * cutoff_hz

@@ -41,6 +41,7 @@ class EventHDRStream:
     def __init__(self, net: EventHDR, height: int, width: int):
         self.net = net.eval()
         self.lookahead = net.num_frame // 2
+        self.uses_grid = True
         self.shape = (net.arch["num_in_ch"], height, width)
         self._pad = CentredPad(height, width)
         param = next(net.parameters())

@@ -30,8 +30,8 @@ class CausalToneMapper:
                 self.smoothing * self._range + (1 - self.smoothing) * lo_hi
         if self._range is None:
             return np.zeros(linear.shape, np.uint8)
-        lo, hi = self._range
-        n = np.nan_to_num(np.clip((log - lo) / max(hi - lo, 1e-3), 0.0, 1.0), nan=0.0)
+        lo, hi = self._range.astype(np.float32)  # a float64 scalar would make every step below float64: 3x slower
+        n = np.nan_to_num(np.clip((log - lo) / max(hi - lo, np.float32(1e-3)), 0.0, 1.0), nan=0.0)
         return (n * 255.0 + 0.5).astype(np.uint8)
 
     def reset(self) -> None:

@@ -63,7 +63,8 @@ class ReferenceFrame:
 class VoxelWindow:
     """One window of events and its voxel grid.
 
-    grid: (2*B, H, W) float32 in the official layout (positive bins, then negative bins).
+    grid: (2*B, H, W) float32 in the official layout (positive bins, then negative bins); B is 0
+    (an empty grid) for a model that works per event and does not read the grid.
     events: the window's events (models that work per event, such as the high-pass
     filter, use them). reference: the newest reference frame at or before t_end_us.
     t_closed: monotonic() when the window closed, the start of the latency budget."""
@@ -96,8 +97,11 @@ class Reconstructor(Protocol):
     """What the reconstructor stage runs. A model is stateful across pushes.
 
     push() takes the next window and returns the linear float32 (H, W) image of the
-    window pushed `lookahead` calls earlier, or None while that window does not exist."""
+    window pushed `lookahead` calls earlier, or None while that window does not exist.
+    uses_grid: whether push() reads window.grid. If not, nothing is binned: at 1280x720 a
+    5-bin grid is 37 MB to clear for every window."""
     lookahead: int
+    uses_grid: bool
 
     def push(self, window: VoxelWindow) -> np.ndarray | None: ...
 

@@ -46,7 +46,8 @@ class Pipeline:
         h, w = source.height, source.width
         self.model = model or make_reconstructor(cfg.model, h, w, cfg.device)
         self._warm_up()
-        self.ring = VoxelRing(RING_CAPACITY, cfg.bins, h, w, live=source.live, overload=cfg.overload)
+        bins = cfg.bins if self.model.uses_grid else 0
+        self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
         self.stats = RunStats()
         self._stop = threading.Event()
         self._reader_error: BaseException | None = None

@@ -1,6 +1,7 @@
 """The ring of voxel windows between the reader thread and the model thread.
 
-Preallocated: `capacity` grids of (2*B, H, W) float32, binned in place. The only state the
+Preallocated: `capacity` grids of (2*B, H, W) float32, binned in place (B = 0: no grids, for
+models that work per event). The only state the
 two threads share. File replay blocks the reader when the ring is full (nothing lost). Live
 sources cannot be paused: when the model falls behind, pending windows are merged into one
 (every event kept, the frame rate falls) or, with the drop policy, the oldest are dropped.
@@ -48,7 +49,7 @@ class VoxelRing:
                     return
             slot = self._free.popleft()
         window.grid = self._grids[slot]
-        voxel_into(window.grid, w.events.x, w.events.y, w.events.t, w.events.p, self.num_bins)
+        self._bin(window.grid, w.events)
         with self._cv:
             window.seq = self._seq
             self._seq += 1
@@ -59,11 +60,15 @@ class VoxelRing:
         """One window spanning `windows`, re-binned into the first one's grid."""
         first, last = windows[0], windows[-1]
         ev = EventPacket.concat([w.events for w in windows])
-        voxel_into(first.grid, ev.x, ev.y, ev.t, ev.p, self.num_bins)
+        self._bin(first.grid, ev)
         self.merged += len(windows) - 1
         refs = [w.reference for w in windows if w.reference is not None]
         return VoxelWindow(first.seq, first.t_start_us, last.t_end_us, first.grid, ev,
                            refs[-1] if refs else None, first.t_closed, sum(w.merged for w in windows))
+
+    def _bin(self, grid: np.ndarray, ev: EventPacket) -> None:
+        if self.num_bins:
+            voxel_into(grid, ev.x, ev.y, ev.t, ev.p, self.num_bins)
 
     def get(self, timeout: float | None = None) -> VoxelWindow | None:
         """The next window, or None when the ring is closed and empty (or on timeout)."""

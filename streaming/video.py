@@ -5,16 +5,17 @@ import av
 import numpy as np
 
 from model.tonemap import CausalToneMapper
-from streaming.datatypes import Frame, InputError
+from streaming.datatypes import EventPacket, Frame, InputError
 
 
-def event_image(grid: np.ndarray) -> np.ndarray:
-    """(2B, H, W) voxel grid -> RGB uint8: white background, positive red, negative blue."""
-    b = grid.shape[0] // 2
-    pos, neg = grid[:b].sum(0), grid[b:].sum(0)
-    img = np.full(pos.shape + (3,), 255, np.uint8)
-    img[pos > neg] = (220, 40, 40)
-    img[neg > pos] = (40, 70, 220)
+def event_image(ev: EventPacket, height: int, width: int) -> np.ndarray:
+    """A window's events -> RGB uint8: white background; red where a pixel's events are mostly
+    positive, blue where mostly negative."""
+    net = np.bincount(ev.y.astype(np.int64) * width + ev.x, weights=ev.p, minlength=height * width)
+    net = net.reshape(height, width)
+    img = np.full((height, width, 3), 255, np.uint8)
+    img[net > 0] = (220, 40, 40)
+    img[net < 0] = (40, 70, 220)
     return img
 
 
@@ -44,7 +45,7 @@ class SideBySideVideo:
         if ref.shape != rec.shape:  # a reference of another size is not comparable: leave the panel empty
             ref = self._blank
         canvas = np.zeros((self._h, self._w3, 3), np.uint8)
-        canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([event_image(w.grid), rec, ref], axis=1)
+        canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([event_image(w.events, *rec.shape[:2]), rec, ref], axis=1)
         for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
             self._out.mux(packet)
         self.count += 1

@@ -40,6 +40,7 @@ class LiveEdge:
 class SlowModel:
     """Takes 60 ms per window while windows arrive every 10 ms."""
     lookahead = 0
+    uses_grid = True
 
     def __init__(self):
         self.events = 0
@@ -102,6 +103,7 @@ class RejectingModel:
     """Lookahead 1; refuses every third window, as EventHDRStream refuses a NaN grid. Each frame
     holds the sequence number of the centre window the model itself used."""
     lookahead = 1
+    uses_grid = True
 
     def __init__(self):
         self.accepted = []

@@ -10,8 +10,12 @@ import h5py
 import numpy as np
 import pytest
 
+from streaming.config import RunConfig
+from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Writer
+from streaming.pipeline import Outputs, Pipeline
 from streaming.sources import H5Source, paced
+from streaming.video import event_image
 from tests.conftest import REPO, free_port, run_cli, write_moving_edge
 
 
@@ -63,6 +67,24 @@ def test_recording_and_video(tmp_path):
     with av.open(str(tmp_path / "o.mp4")) as v:
         decoded = [f.to_ndarray(format="rgb24") for f in v.decode(video=0)]
     assert len(decoded) == 15 and decoded[0].shape == (48, 3 * 64, 3)
+
+
+def test_video_events_panel_colours_each_pixel_by_its_net_polarity():
+    ev = EventPacket(np.arange(4, dtype=np.int64), np.array([1, 1, 1, 3], np.uint16),
+                     np.array([2, 2, 2, 0], np.uint16), np.array([1, 1, -1, -1], np.int8))
+    img = event_image(ev, 4, 5)
+    assert tuple(img[2, 1]) == (220, 40, 40) and tuple(img[0, 3]) == (40, 70, 220)  # red ON, blue OFF
+    img[2, 1] = img[0, 3] = 255
+    assert (img == 255).all()  # white where nothing happened
+
+
+def test_a_per_event_model_gets_no_voxel_grids(edge_h5):
+    """The filter reads events, not grids: at 1280x720 the ring's 8 grids would be 295 MB, each
+    cleared for every window."""
+    cfg = RunConfig(publish=f"tcp://127.0.0.1:{free_port()}")
+    pipe = Pipeline(H5Source(edge_h5), cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
+    assert cfg.model["type"] == "highpass" and pipe.ring.num_bins == 0
+    assert pipe.run().frames > 0
 
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
