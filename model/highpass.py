@@ -18,23 +18,43 @@ import numpy as np
 from streaming.datatypes import VoxelWindow
 
 LOG_LIMIT = 80.0  # float32 overflows past exp(88.7)
+REBASE_US = 1_000_000  # the longest the state goes without rebasing: its gain stays below exp(2*pi*cutoff)
+NEGLIGIBLE = 1e-20  # |L| below this shows as exactly 1.0 in float32; flushed so that it never goes subnormal
 
 
 @numba.njit(nogil=True, cache=True)
-def _filter_events(log_i, t_last, x, y, t_us, p, alpha, contrast):
+def _rebase(m, decay):
+    flat = m.reshape(-1)
+    for i in range(flat.size):
+        v = flat[i] * decay
+        flat[i] = v if abs(v) >= NEGLIGIBLE else 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def _filter_events(m, t_ref, x, y, t_us, p, alpha_us, contrast):
+    """m = L * exp(alpha * (t - t_ref)) is constant between a pixel's events (the decay and the
+    gain cancel), so an event only adds contrast * p * gain(t), the same gain for every event of
+    one timestamp: no per-pixel time, and no exp() per event in a dense stream. Returns t_ref."""
+    t_gain, gain = t_ref, 1.0
     for i in range(t_us.shape[0]):
-        yy, xx = y[i], x[i]
-        dt = (t_us[i] - t_last[yy, xx]) * 1e-6
-        log_i[yy, xx] = math.exp(-alpha * dt) * log_i[yy, xx] + contrast * p[i]
-        t_last[yy, xx] = t_us[i]
+        t = t_us[i]
+        if t != t_gain:
+            if t - t_ref > REBASE_US:  # a long window: keep the gain finite
+                _rebase(m, math.exp(-alpha_us * (t - t_ref)))
+                t_ref = t
+            t_gain, gain = t, math.exp(alpha_us * (t - t_ref))
+        m[y[i], x[i]] += contrast * p[i] * gain
+    return t_ref
 
 
 @numba.njit(nogil=True, cache=True)
-def _render(log_i, t_last, t_us, alpha, out):
-    for yy in range(log_i.shape[0]):
-        for xx in range(log_i.shape[1]):
-            log_now = math.exp(-alpha * (t_us - t_last[yy, xx]) * 1e-6) * log_i[yy, xx]
-            out[yy, xx] = math.exp(min(max(log_now, -LOG_LIMIT), LOG_LIMIT))
+def _render(m, decay, out):
+    """Rebase m to the window's end (m becomes L there), and out = exp(L), clipped."""
+    _rebase(m, decay)
+    flat, o = m.reshape(-1), out.reshape(-1)
+    for i in range(flat.size):
+        v = flat[i]  # most pixels of a sparse scene are 0 (flushed): skip their exp()
+        o[i] = 1.0 if v == 0.0 else math.exp(min(max(v, -LOG_LIMIT), LOG_LIMIT))
 
 
 class HighPassFilter:
@@ -42,18 +62,56 @@ class HighPassFilter:
     uses_grid = False  # it works per event
 
     def __init__(self, height: int, width: int, cutoff_hz: float = 0.5, contrast: float = 0.2):
-        self.alpha = 2 * math.pi * cutoff_hz
+        self.alpha_us = 2 * math.pi * cutoff_hz * 1e-6
         self.contrast = contrast
-        self._log = np.zeros((height, width), np.float64)
+        self._m = np.zeros((height, width), np.float64)  # L at _t_ref, between pushes
+        self._t_ref: int | None = None
+
+    def push(self, window: VoxelWindow) -> np.ndarray:
+        ev = window.events
+        t_ref = window.t_start_us if self._t_ref is None else self._t_ref
+        t_ref = _filter_events(self._m, t_ref, ev.x, ev.y, ev.t, ev.p, self.alpha_us, self.contrast)
+        out = np.empty(self._m.shape, np.float32)
+        _render(self._m, math.exp(-self.alpha_us * (window.t_end_us - t_ref)), out)
+        self._t_ref = window.t_end_us
+        return out
+
+    def reset(self) -> None:
+        self._m[:] = 0.0
+        self._t_ref = None
+
+
+@numba.njit(nogil=True, cache=True)
+def _textbook_events(log_i, t_last, x, y, t_us, p, alpha_us, contrast):
+    for i in range(t_us.shape[0]):
+        yy, xx = y[i], x[i]
+        log_i[yy, xx] = math.exp(-alpha_us * (t_us[i] - t_last[yy, xx])) * log_i[yy, xx] + contrast * p[i]
+        t_last[yy, xx] = t_us[i]
+
+
+@numba.njit(nogil=True, cache=True)
+def _textbook_render(log_i, t_last, t_us, alpha_us, out):
+    for yy in range(log_i.shape[0]):
+        for xx in range(log_i.shape[1]):
+            log_now = math.exp(-alpha_us * (t_us - t_last[yy, xx])) * log_i[yy, xx]
+            out[yy, xx] = math.exp(min(max(log_now, -LOG_LIMIT), LOG_LIMIT))
+
+
+class TextbookHighPass(HighPassFilter):
+    """The filter as the formula reads: a time per pixel, an exp() per event and two per pixel
+    and frame. The reference that tests and bench.highpass hold HighPassFilter to."""
+
+    def __init__(self, height: int, width: int, cutoff_hz: float = 0.5, contrast: float = 0.2):
+        super().__init__(height, width, cutoff_hz, contrast)
         self._t_last = np.zeros((height, width), np.int64)
 
     def push(self, window: VoxelWindow) -> np.ndarray:
         ev = window.events
-        _filter_events(self._log, self._t_last, ev.x, ev.y, ev.t, ev.p, self.alpha, self.contrast)
-        out = np.empty(self._log.shape, np.float32)
-        _render(self._log, self._t_last, window.t_end_us, self.alpha, out)
+        _textbook_events(self._m, self._t_last, ev.x, ev.y, ev.t, ev.p, self.alpha_us, self.contrast)
+        out = np.empty(self._m.shape, np.float32)
+        _textbook_render(self._m, self._t_last, window.t_end_us, self.alpha_us, out)
         return out
 
     def reset(self) -> None:
-        self._log[:] = 0.0
+        super().reset()
         self._t_last[:] = 0
