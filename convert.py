@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, parse_size, run_main
+from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size, run_main
 from streaming.datatypes import InputError, ReferenceFrame
 from streaming.h5format import EventH5Writer
 from streaming.sources import open_recording
@@ -18,11 +18,12 @@ def main(argv=None) -> int:
     ap.add_argument("file", help=RECORDING_HELP)
     ap.add_argument("out", help="the HDF5 file to write (replaced if it exists)")
     ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
+    ap.add_argument("--topic", help=TOPIC_HELP)
     args = ap.parse_args(argv)
     out = Path(args.out)
     if out.resolve() == Path(args.file).resolve():
         raise InputError(f"{out}: the output would replace the recording it is converted from")
-    src = open_recording(args.file, parse_size(args.sensor_size))
+    src = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     try:
         with EventH5Writer(out, src.height, src.width) as writer:
             events, images = _copy(src, writer, args.file)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT) at real speed through the reconstruction pipeline."""
-from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, common_parser, outputs, parse_size, run_config, run_main
+"""Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 bag) at real speed
+through the reconstruction pipeline."""
+from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
+                           run_config, run_main)
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
 
@@ -11,10 +13,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", default="1x",
                     help="replay speed: 1x = real time (default), any factor such as 0.5x or 4x, or max")
     ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
+    ap.add_argument("--topic", help=TOPIC_HELP)
     args = ap.parse_args(argv)
     rate = parse_rate(args.rate)
     cfg = run_config(args)
-    source = open_recording(args.file, parse_size(args.sensor_size))
+    source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
           f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)
     stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections import deque
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Callable
 import dv_processing as dv
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
+from streaming.datatypes import EventPacket, InputError, Source
+from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
 IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don't spin
@@ -89,52 +89,6 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return img
 
 
-class _Interleaver:
-    """Places frames among the events by timestamp and numbers them with the global event
-    count (event_idx = index of the last event before the image, as event_cnn_minimal does).
-
-    A frame is held until an event batch reaches its timestamp. A frame that comes in behind
-    events already passed on (a live camera's frame arrives after its readout) goes out at
-    once, out of time order, with event_idx -1: holding the events for it would add the
-    readout time to the latency."""
-
-    def __init__(self):
-        self.n_events = 0
-        self._last_t = None  # timestamp of the last event passed on
-        self._frames = deque()  # (t_us, image): one camera sends its frames in timestamp order
-
-    def add_frame(self, frame: dv.Frame):
-        self._frames.append((int(frame.timestamp), frame.image))
-
-    def events(self, ev: EventPacket):
-        while self._frames and self._due(self._frames[0][0], ev):
-            t_us, image = self._frames.popleft()
-            cut = int(np.searchsorted(ev.t, t_us, "left"))
-            if cut:
-                yield self._pass(ev[:cut])
-                ev = ev[cut:]
-            yield ReferenceFrame(t_us, _grey(image), -1 if self._late(t_us) else max(self.n_events - 1, 0))
-        if len(ev):
-            yield self._pass(ev)
-
-    def _due(self, t_us: int, ev: EventPacket) -> bool:
-        return self._late(t_us) or (len(ev) > 0 and t_us <= ev.t[-1])
-
-    def _late(self, t_us: int) -> bool:
-        return self._last_t is not None and t_us < self._last_t
-
-    def flush(self):
-        """End of input: the frames after the last event."""
-        while self._frames:
-            t_us, image = self._frames.popleft()
-            yield ReferenceFrame(t_us, _grey(image), max(self.n_events - 1, 0))
-
-    def _pass(self, ev: EventPacket) -> EventPacket:
-        self.n_events += len(ev)
-        self._last_t = int(ev.t[-1])
-        return ev
-
-
 class Aedat4Source:
     """An AEDAT4 recording (DV software, dv-processing): its events, and its APS frames as
     reference frames. Not paced: the pipeline paces recordings."""
@@ -164,21 +118,9 @@ class Aedat4Source:
 
     def _items(self):
         self._rec.resetSequentialRead()
-        merge = _Interleaver()
-        frame = self._next_frame()
-        while (store := self._rec.getNextEventBatch()) is not None:
-            ev = from_event_store(store)
-            while frame is not None and len(ev) and frame.timestamp <= ev.t[-1]:
-                merge.add_frame(frame)
-                frame = self._next_frame()
-            yield from merge.events(ev)
-        while frame is not None:
-            merge.add_frame(frame)
-            frame = self._next_frame()
-        yield from merge.flush()
-
-    def _next_frame(self) -> dv.Frame | None:
-        return self._rec.getNextFrame() if self._has_frames else None
+        stores = iter(self._rec.getNextEventBatch, None)
+        frames = iter(self._rec.getNextFrame, None) if self._has_frames else iter(())
+        yield from interleave(map(from_event_store, stores), ((int(f.timestamp), _grey(f.image)) for f in frames))
 
     def close(self):
         self._rec = None  # dv closes the file when the reader is freed
@@ -215,11 +157,11 @@ class CameraSource:
         self.description = f"camera {self._name} ({self.width}x{self.height})"
 
     def __iter__(self):
-        merge = _Interleaver()
+        merge = Interleaver()
         while True:
             store, frames = self._read()
             for frame in frames:
-                merge.add_frame(frame)
+                merge.add_frame(int(frame.timestamp), _grey(frame.image))
             if store is None and not frames:
                 time.sleep(IDLE_SLEEP_S)
                 yield EventPacket.empty()  # nothing came: hand control back anyway, so a stop is heard

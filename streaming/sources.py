@@ -43,8 +43,14 @@ class H5Source:
         self._reader.close()
 
 
-def open_recording(path: str, sensor_size: tuple[int, int] | None = None) -> Source:
+def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic: str | None = None) -> Source:
+    """topic: a ROS bag's event topic (where it holds more than one camera's)."""
     suffix = Path(path).suffix.lower()
+    if topic is not None and suffix != ".bag":
+        raise InputError(f"--topic is for ROS bags (.bag), not {Path(path).name}")
+    if suffix == ".bag":
+        from streaming.rosbag import RosbagSource
+        return RosbagSource(path, sensor_size, topic)
     if suffix in H5_SUFFIXES:
         return H5Source(path, sensor_size)
     if suffix == ".aedat4":
@@ -53,7 +59,7 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None) -> Sou
     if suffix in PROPHESEE_SUFFIXES:
         return PropheseeSource(path, sensor_size)
     raise InputError(f"{path}: unknown recording type {suffix or '(no suffix)'}; give an HDF5 "
-                     f"({', '.join(H5_SUFFIXES)}), AEDAT4 (.aedat4) or Prophesee (.raw, .dat) file")
+                     f"({', '.join(H5_SUFFIXES)}), AEDAT4 (.aedat4), Prophesee (.raw, .dat) or ROS 1 (.bag) file")
 
 
 def parse_rate(text: str) -> float:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
-from streaming.dvsources import (Aedat4Source, CameraSource, NetworkSource, _Interleaver, denoiser,
+from streaming.interleave import Interleaver
+from streaming.dvsources import (Aedat4Source, CameraSource, NetworkSource, denoiser,
                                  from_event_store, open_source, serve_events, to_event_store)
 
 from tests.conftest import STREET_AEDAT4 as RECORDING, WAIT_S, free_port
@@ -305,15 +306,15 @@ def packet(*t: int) -> EventPacket:
 def test_live_frames_wait_for_the_events_or_go_at_once_when_late():
     """The camera's path, without a camera: a frame ahead of the events waits for them; one
     that arrives behind events already passed on goes out at once with event_idx -1."""
-    merge = _Interleaver()
-    image = np.full((2, 3), 255, np.uint8)
-    merge.add_frame(dv.Frame(25, image))
+    merge = Interleaver()
+    image = np.ones((2, 3), np.float32)
+    merge.add_frame(25, image)
     out = list(merge.events(packet(10, 20, 30)))
     assert [len(i) if isinstance(i, EventPacket) else i.t_us for i in out] == [2, 25, 1]
     assert out[1].event_idx == 1 and out[1].image.max() == 1.0
-    merge.add_frame(dv.Frame(28, image))  # late: the events up to 30 are out already
+    merge.add_frame(28, image)  # late: the events up to 30 are out already
     assert [(f.t_us, f.event_idx) for f in merge.events(EventPacket.empty())] == [(28, -1)]
-    merge.add_frame(dv.Frame(45, image))  # early: waits for the events up to 45
+    merge.add_frame(45, image)  # early: waits for the events up to 45
     assert list(merge.events(EventPacket.empty())) == []
     out = list(merge.events(packet(40, 50)))
     assert [len(i) if isinstance(i, EventPacket) else (i.t_us, i.event_idx) for i in out] == [1, (45, 3), 1]

@@ -1,0 +1,97 @@
+"""ROS 1 bags: the street recording's events and APS frames, written into a bag by rosbags as
+rpg_dvs_ros publishes them (dvs_msgs/EventArray every 10 ms, sensor_msgs/Image mono8), read back."""
+import numpy as np
+import pytest
+from rosbags.rosbag1 import Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.rosbag import RosbagSource
+from streaming.sources import open_recording
+from tests.conftest import STREET_AEDAT4, run_cli
+from tests.test_convert import assert_same, items
+
+DVS_MSGS = {  # rpg_dvs_ros's definitions
+    "dvs_msgs/msg/Event": "uint16 x\nuint16 y\ntime ts\nbool polarity\n",
+    "dvs_msgs/msg/EventArray": "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n",
+}
+PACKET_US = 10_000
+
+
+def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
+              cameras=("/dvs",)):
+    store = get_typestore(Stores.ROS1_NOETIC)
+    for name, text in DVS_MSGS.items():
+        store.register(get_types_from_msg(text, name))
+    Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
+    Event, EventArray = store.types["dvs_msgs/msg/Event"], store.types["dvs_msgs/msg/EventArray"]
+    Image = store.types["sensor_msgs/msg/Image"]
+    stamp = lambda t_us: Time(sec=int(t_us) // 1_000_000, nanosec=int(t_us) % 1_000_000 * 1000)
+    with Writer(path) as bag:
+        for ns in cameras:
+            ev_conn = bag.add_connection(f"{ns}/events", EventArray.__msgtype__, typestore=store)
+            img_conn = bag.add_connection(f"{ns}/image_raw", Image.__msgtype__, typestore=store)
+            ends = np.arange(events.t[0] + PACKET_US, events.t[-1] + 2 * PACKET_US, PACKET_US)
+            edges = np.searchsorted(events.t, ends)
+            messages = []
+            for seq, (a, b) in enumerate(zip(np.r_[0, edges[:-1]], edges)):  # quiet periods: empty arrays
+                ev = events[a:b]
+                msg = EventArray(header=Header(seq=seq, stamp=stamp(ends[seq]), frame_id=""), height=height,
+                                 width=width, events=[Event(x=int(x), y=int(y), ts=stamp(t), polarity=bool(p > 0))
+                                                      for t, x, y, p in zip(ev.t, ev.x, ev.y, ev.p)])
+                messages.append((int(ends[seq]), ev_conn, store.serialize_ros1(msg, EventArray.__msgtype__)))
+            for seq, f in enumerate(frames):
+                pixels = np.rint(f.image * 255).astype(np.uint8)
+                msg = Image(header=Header(seq=seq, stamp=stamp(f.t_us), frame_id=""), height=height, width=width,
+                            encoding="mono8", is_bigendian=0, step=width, data=pixels.ravel())
+                messages.append((f.t_us + 5_000, img_conn, store.serialize_ros1(msg, Image.__msgtype__)))  # readout
+            for t_us, conn, raw in sorted(messages, key=lambda m: m[0]):
+                bag.write(conn, t_us * 1000, raw)
+
+
+@pytest.fixture(scope="module")
+def street():
+    return items(STREET_AEDAT4)
+
+
+@pytest.fixture(scope="module")
+def street_bag(street, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bag") / "street.bag"
+    events, frames, (h, w) = street
+    write_bag(path, events, frames, h, w)
+    return path
+
+
+def test_events_and_frames_as_the_aedat4_recording_has_them(street, street_bag):
+    src = RosbagSource(street_bag)
+    assert (src.topic, src.image_topic) == ("/dvs/events", "/dvs/image_raw")
+    assert_same(street, items(street_bag))
+
+
+def test_replay_and_convert(street_bag, tmp_path):
+    r = run_cli("run_replay.py", street_bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
+    assert r.returncode == 0, r.stderr
+    assert "ROS bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout and "59 windows, 59 frames" in r.stdout
+    r = run_cli("convert.py", street_bag, tmp_path / "street.h5")
+    assert r.returncode == 0 and "78,830 events and 59 images" in r.stdout, r.stderr
+
+
+def test_a_stereo_bag_needs_a_topic(street, tmp_path):
+    events, frames, (h, w) = street
+    path = tmp_path / "stereo.bag"
+    write_bag(path, events[:20000], frames[:5], h, w, cameras=("/davis/left", "/davis/right"))
+    with pytest.raises(InputError, match="which event topic.*/davis/left/events, /davis/right/events.*--topic"):
+        RosbagSource(path)
+    right = open_recording(str(path), topic="/davis/right/events")
+    assert right.image_topic == "/davis/right/image_raw" and len(EventPacket.concat(
+        [i for i in right if isinstance(i, EventPacket)])) == 20000
+
+
+@pytest.mark.parametrize("name,flags,message", [
+    ("notes.bag", [], "not a readable ROS 1 bag"),
+    ("street.h5", ["--topic", "/dvs/events"], "--topic is for ROS bags"),
+])
+def test_bad_bags_give_one_clear_line(tmp_path, name, flags, message):
+    (tmp_path / name).write_text("not a bag")
+    r = run_cli("run_replay.py", tmp_path / name, *flags, "--rate", "max")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
