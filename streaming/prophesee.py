@@ -28,7 +28,7 @@ DAT_LOOP_US = 1 << 32
 DAT_CD_TYPE, DAT_CD_SIZE = 12, 8  # a DAT file of CD events: 8-byte (uint32 t, uint32 x|y|p) records
 
 
-def new_state() -> np.ndarray:
+def _new_state() -> np.ndarray:
     state = np.zeros(7, np.int64)
     state[_BACKWARDS] = -1
     return state
@@ -37,7 +37,8 @@ def new_state() -> np.ndarray:
 @numba.njit(nogil=True, cache=True)
 def _time_high(state, base, loop_us):
     """A time-high word, `base` on the wrapping clock. The clock only moves forward (a smaller
-    base is a wrap), so a step back by more than half the clock's range is damaged data: False."""
+    base is a wrap), so the step is taken modulo the clock's range; a step of half the range or
+    more reads as the clock running backwards: damaged data (False)."""
     if not state[_STARTED]:
         state[_T_BASE], state[_STARTED] = base, 1
         return True
@@ -188,7 +189,7 @@ class PropheseeSource:
 
     def __iter__(self):
         self._f.seek(self._data_start)
-        state = new_state()
+        state = _new_state()
         while chunk := self._f.read(self._chunk_bytes):
             # a file cut mid-record (a recording that was killed) ends at its last whole record
             whole = len(chunk) // self._record * self._record

@@ -11,20 +11,18 @@ from streaming.sources import open_recording
 from tests.conftest import STREET_AEDAT4, run_cli
 from tests.test_convert import assert_same, items
 
-DVS_MSGS = {  # rpg_dvs_ros's definitions
-    "dvs_msgs/msg/Event": "uint16 x\nuint16 y\ntime ts\nbool polarity\n",
-    "dvs_msgs/msg/EventArray": "std_msgs/Header header\nuint32 height\nuint32 width\ndvs_msgs/Event[] events\n",
-}
+EVENT_MSG = "uint16 x\nuint16 y\ntime ts\nbool polarity\n"  # rpg_dvs_ros's; Prophesee's driver: the same
+EVENT_ARRAY_MSG = "std_msgs/Header header\nuint32 height\nuint32 width\n{package}/Event[] events\n"
 PACKET_US = 10_000
 
 
 def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
-              cameras=("/dvs",)):
+              cameras=("/dvs",), package="dvs_msgs"):
     store = get_typestore(Stores.ROS1_NOETIC)
-    for name, text in DVS_MSGS.items():
-        store.register(get_types_from_msg(text, name))
+    store.register(get_types_from_msg(EVENT_MSG, f"{package}/msg/Event"))
+    store.register(get_types_from_msg(EVENT_ARRAY_MSG.format(package=package), f"{package}/msg/EventArray"))
     Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
-    Event, EventArray = store.types["dvs_msgs/msg/Event"], store.types["dvs_msgs/msg/EventArray"]
+    Event, EventArray = store.types[f"{package}/msg/Event"], store.types[f"{package}/msg/EventArray"]
     Image = store.types["sensor_msgs/msg/Image"]
     stamp = lambda t_us: Time(sec=int(t_us) // 1_000_000, nanosec=int(t_us) % 1_000_000 * 1000)
     with Writer(path) as bag:
@@ -66,6 +64,13 @@ def test_events_and_frames_as_the_aedat4_recording_has_them(street, street_bag):
     src = RosbagSource(street_bag)
     assert (src.topic, src.image_topic) == ("/dvs/events", "/dvs/image_raw")
     assert_same(street, items(street_bag))
+
+
+def test_prophesee_driver_bags_read_the_same(street, tmp_path):
+    events, frames, (h, w) = street
+    path = tmp_path / "prophesee.bag"
+    write_bag(path, events, frames, h, w, package="prophesee_event_msgs")
+    assert_same(street, items(path))
 
 
 def test_replay_and_convert(street_bag, tmp_path):
