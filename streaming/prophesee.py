@@ -189,17 +189,20 @@ class PropheseeSource:
 
     def __iter__(self):
         self._f.seek(self._data_start)
-        state = _new_state()
+        state, n = _new_state(), 0
         while chunk := self._f.read(self._chunk_bytes):
             # a file cut mid-record (a recording that was killed) ends at its last whole record
             whole = len(chunk) // self._record * self._record
             ev = self._decode(np.frombuffer(chunk, self._word, whole // self._word.itemsize), state)
             if len(ev):
+                n += len(ev)
                 yield ev
             if state[_BACKWARDS] >= 0:
                 at = self._f.tell() - len(chunk) + state[_BACKWARDS] * self._record
                 raise InputError(f"{self._path}: damaged {self.encoding} data at byte {at}: its clock runs "
                                  f"backwards there (a damaged file, or not the encoding its header names)")
+        if n == 0:
+            raise InputError(f"{self._path}: the file holds no change-detection events")
 
     def _decode(self, words: np.ndarray, state: np.ndarray) -> EventPacket:
         if self.encoding == "DAT":

@@ -79,10 +79,15 @@ class RosbagSource:
     def _size_in_messages(self) -> tuple[int, int] | None:
         for height, width, _ in self._arrays():
             return (height, width) if height and width else None
-        return None
+        raise InputError(f"{self._path}: {self.topic} holds no events")
 
     def __iter__(self):
-        yield from interleave((ev for _, _, ev in self._arrays() if len(ev)), self._frames())
+        packets = 0
+        for item in interleave((ev for _, _, ev in self._arrays() if len(ev)), self._frames()):
+            packets += isinstance(item, EventPacket)
+            yield item
+        if packets == 0:
+            raise InputError(f"{self._path}: {self.topic} holds no events")
 
     def _arrays(self):
         with Reader(self._path) as bag:

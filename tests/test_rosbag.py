@@ -16,11 +16,17 @@ EVENT_ARRAY_MSG = "std_msgs/Header header\nuint32 height\nuint32 width\n{package
 PACKET_US = 10_000
 
 
-def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
-              cameras=("/dvs",), package="dvs_msgs"):
+def typestore(package="dvs_msgs"):
+    """ROS 1's message types, and the event driver's."""
     store = get_typestore(Stores.ROS1_NOETIC)
     store.register(get_types_from_msg(EVENT_MSG, f"{package}/msg/Event"))
     store.register(get_types_from_msg(EVENT_ARRAY_MSG.format(package=package), f"{package}/msg/EventArray"))
+    return store
+
+
+def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
+              cameras=("/dvs",), package="dvs_msgs"):
+    store = typestore(package)
     Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
     Event, EventArray = store.types[f"{package}/msg/Event"], store.types[f"{package}/msg/EventArray"]
     Image = store.types["sensor_msgs/msg/Image"]
@@ -90,6 +96,14 @@ def test_a_stereo_bag_needs_a_topic(street, tmp_path):
     right = open_recording(str(path), topic="/davis/right/events")
     assert right.image_topic == "/davis/right/image_raw" and len(EventPacket.concat(
         [i for i in right if isinstance(i, EventPacket)])) == 20000
+
+
+def test_a_bag_without_events_gives_one_clear_line(tmp_path):
+    path = tmp_path / "silent.bag"
+    with Writer(path) as bag:
+        bag.add_connection("/dvs/events", "dvs_msgs/msg/EventArray", typestore=typestore())
+    r = run_cli("run_replay.py", path, "--rate", "max")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {path}: /dvs/events holds no events", r.stderr
 
 
 @pytest.mark.parametrize("name,flags,message", [
