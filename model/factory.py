@@ -13,6 +13,9 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
         if unknown:
             raise InputError(f"model highpass: unknown settings {', '.join(sorted(unknown))}; "
                              f"known: cutoff_hz, contrast")
+        if not all(isinstance(v, (int, float)) and v >= 0 for v in settings.values()) or \
+                settings.get("contrast", 1) == 0:
+            raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, got {settings}")
         return HighPassFilter(height, width, **settings)
     from model.stream import load_eventhdr
     return load_eventhdr(model_cfg.get("weights"), model_cfg.get("arch"), height, width, resolve_device(device))

@@ -18,7 +18,7 @@ import numpy as np
 from streaming.datatypes import VoxelWindow
 
 LOG_LIMIT = 80.0  # float32 overflows past exp(88.7)
-REBASE_US = 1_000_000  # the longest the state goes without rebasing: its gain stays below exp(2*pi*cutoff)
+MAX_GAIN_EXP = 20.0  # the state is rebased before its gain exp(alpha * (t - t_ref)) passes exp(20)
 NEGLIGIBLE = 1e-20  # |L| below this shows as exactly 1.0 in float32; flushed so that it never goes subnormal
 
 
@@ -31,7 +31,7 @@ def _rebase(m, decay):
 
 
 @numba.njit(nogil=True, cache=True)
-def _filter_events(m, t_ref, x, y, t_us, p, alpha_us, contrast):
+def _filter_events(m, t_ref, x, y, t_us, p, alpha_us, contrast, rebase_us):
     """m = L * exp(alpha * (t - t_ref)) is constant between a pixel's events (the decay and the
     gain cancel), so an event only adds contrast * p * gain(t), the same gain for every event of
     one timestamp: no per-pixel time, and no exp() per event in a dense stream. Returns t_ref."""
@@ -39,7 +39,7 @@ def _filter_events(m, t_ref, x, y, t_us, p, alpha_us, contrast):
     for i in range(t_us.shape[0]):
         t = t_us[i]
         if t != t_gain:
-            if t - t_ref > REBASE_US:  # a long window: keep the gain finite
+            if t - t_ref > rebase_us:  # a long window: keep the gain finite
                 _rebase(m, math.exp(-alpha_us * (t - t_ref)))
                 t_ref = t
             t_gain, gain = t, math.exp(alpha_us * (t - t_ref))
@@ -65,12 +65,15 @@ class HighPassFilter:
         self.alpha_us = 2 * math.pi * cutoff_hz * 1e-6
         self.contrast = contrast
         self._m = np.zeros((height, width), np.float64)  # L at _t_ref, between pushes
+        # at 0.5 Hz every 6.4 s of a window; an integer, so that the per-timestamp test is cheap
+        self._rebase_us = int(MAX_GAIN_EXP / self.alpha_us) if self.alpha_us > 0 else np.iinfo(np.int64).max
         self._t_ref: int | None = None
 
     def push(self, window: VoxelWindow) -> np.ndarray:
         ev = window.events
         t_ref = window.t_start_us if self._t_ref is None else self._t_ref
-        t_ref = _filter_events(self._m, t_ref, ev.x, ev.y, ev.t, ev.p, self.alpha_us, self.contrast)
+        t_ref = _filter_events(self._m, t_ref, ev.x, ev.y, ev.t, ev.p, self.alpha_us, self.contrast,
+                               self._rebase_us)
         out = np.empty(self._m.shape, np.float32)
         _render(self._m, math.exp(-self.alpha_us * (window.t_end_us - t_ref)), out)
         self._t_ref = window.t_end_us

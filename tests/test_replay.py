@@ -214,6 +214,7 @@ def test_ctrl_c_during_start_up_ends_without_a_traceback(tmp_path):
     ("colour: red\n", "unknown settings colour"), ("model: [\n", "not valid YAML"),
     ("device: gpu\n", "use auto, cpu, cuda or cuda:N"),
     ("window: {policy: ms, max_ms: 50}\n", "needs event-count windows"),
+    ("model: {type: highpass, cutoff_hz: -1}\n", "cutoff_hz must be >= 0 and contrast > 0"),
 ])
 def test_bad_config_gives_one_clear_line(edge_h5, tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
