@@ -41,7 +41,8 @@ def dense_windows(height=720, width=1280, rate=20e6, seconds=0.25) -> list[Voxel
     ev = EventPacket(t, rng.integers(0, width, n).astype(np.uint16), rng.integers(0, height, n).astype(np.uint16),
                      rng.choice(np.array([-1, 1], np.int8), n))
     edges = np.searchsorted(t, np.arange(0, span + 1, 25_000))
-    return [VoxelWindow(k, k * 25_000, (k + 1) * 25_000, None, ev[a:b]) for k, (a, b) in enumerate(zip(edges, edges[1:]))]
+    return [VoxelWindow(k, k * 25_000, (k + 1) * 25_000, None, ev[a:b])
+            for k, (a, b) in enumerate(zip(edges, edges[1:]))]
 
 
 def ms_per_window(model, windows: list[VoxelWindow], repeat: int) -> float:

@@ -45,7 +45,8 @@ class SideBySideVideo:
         if ref.shape != rec.shape:  # a reference of another size is not comparable: leave the panel empty
             ref = self._blank
         canvas = np.zeros((self._h, self._w3, 3), np.uint8)
-        canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([event_image(w.events, *rec.shape[:2]), rec, ref], axis=1)
+        events = event_image(w.events, *rec.shape[:2])
+        canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([events, rec, ref], axis=1)
         for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
             self._out.mux(packet)
         self.count += 1

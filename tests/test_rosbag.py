@@ -82,7 +82,8 @@ def test_prophesee_driver_bags_read_the_same(street, tmp_path):
 def test_replay_and_convert(street_bag, tmp_path):
     r = run_cli("run_replay.py", street_bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
     assert r.returncode == 0, r.stderr
-    assert "ROS bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout and "59 windows, 59 frames" in r.stdout
+    assert "ROS bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout
+    assert "59 windows, 59 frames" in r.stdout
     r = run_cli("convert.py", street_bag, tmp_path / "street.h5")
     assert r.returncode == 0 and "78,830 events and 59 images" in r.stdout, r.stderr
 
