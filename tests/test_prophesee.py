@@ -43,7 +43,7 @@ def digest(ev: EventPacket) -> str:
 ], ids=["evt3", "dat", "evt2"])
 def test_decodes_as_faery_does(path, size, expected):
     src = PropheseeSource(path, size)
-    ev = decode(path, size)
+    ev = EventPacket.concat(list(src))
     assert ((src.height, src.width), len(ev), ev.t[0], ev.t[-1], digest(ev)) == expected
     assert (ev.t.dtype, ev.x.dtype, ev.y.dtype, ev.p.dtype) == (np.int64, np.uint16, np.uint16, np.int8)
     assert np.all(np.diff(ev.t) >= 0)
