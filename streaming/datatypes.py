@@ -59,6 +59,21 @@ class ReferenceFrame:
     event_idx: int = -1
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B (as OpenCV's grey)
+
+
+def reference_image(pixels: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
+    """A recorded image as a ReferenceFrame's: (H, W) or (H, W, 1 or 3), integer or float ->
+    linear float32 (H, W); integers divided by their type's maximum, colour (channel_order "rgb"
+    or "bgr") to its luma."""
+    img = pixels.astype(np.float32)
+    if np.issubdtype(pixels.dtype, np.integer):
+        img /= np.iinfo(pixels.dtype).max
+    if img.ndim == 3:
+        img = img[..., 0] if img.shape[2] == 1 else img @ (_LUMA if channel_order == "rgb" else _LUMA[::-1])
+    return img
+
+
 @dataclass
 class VoxelWindow:
     """One window of events and its voxel grid.

@@ -22,7 +22,7 @@ from typing import Callable
 import dv_processing as dv
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, Source
+from streaming.datatypes import EventPacket, InputError, Source, reference_image
 from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
@@ -30,7 +30,6 @@ IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don'
 WRITER_DRAIN_S = 1.0  # at the end of serving: the most we wait for the writer's queue to empty,
 WRITER_LINGER_S = 0.3  # then for the packets in flight (measured: 0.3 s loses none on loopback)
 BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
-BGR_TO_GREY = np.array([0.114, 0.587, 0.299], np.float32)  # dv frames are OpenCV BGR
 
 
 class SourceLost(InputError):
@@ -81,14 +80,6 @@ def _reason(err: Exception) -> str:
     return gist.split(" [system:")[0]
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    """uint8 (H, W), (H, W, 1) or BGR (H, W, 3) -> linear float32 (H, W) in [0, 1]."""
-    img = image.astype(np.float32) / 255.0
-    if img.ndim == 3:
-        img = img[..., 0] if img.shape[2] == 1 else img @ BGR_TO_GREY
-    return img
-
-
 class Aedat4Source:
     """An AEDAT4 recording (DV software, dv-processing): its events, and its APS frames as
     reference frames. Not paced: the pipeline paces recordings."""
@@ -120,7 +111,9 @@ class Aedat4Source:
         self._rec.resetSequentialRead()
         stores = iter(self._rec.getNextEventBatch, None)
         frames = iter(self._rec.getNextFrame, None) if self._has_frames else iter(())
-        yield from interleave(map(from_event_store, stores), ((int(f.timestamp), _grey(f.image)) for f in frames))
+        # dv frames are OpenCV's: BGR where they have colour
+        yield from interleave(map(from_event_store, stores),
+                              ((int(f.timestamp), reference_image(f.image, "bgr")) for f in frames))
 
     def close(self):
         self._rec = None  # dv closes the file when the reader is freed
@@ -161,7 +154,7 @@ class CameraSource:
         while True:
             store, frames = self._read()
             for frame in frames:
-                merge.add_frame(int(frame.timestamp), _grey(frame.image))
+                merge.add_frame(int(frame.timestamp), reference_image(frame.image, "bgr"))
             if store is None and not frames:
                 time.sleep(IDLE_SLEEP_S)
                 yield EventPacket.empty()  # nothing came: hand control back anyway, so a stop is heard

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, reference_image
 
 CHUNK_EVENTS = 1 << 20
 
@@ -100,15 +100,12 @@ class EventH5Reader:
         refs = []
         for name in grp:
             d = grp[name]
-            img = d[()]
-            scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
-            if img.ndim == 3:  # colour: the luminance the sensor would see
-                img = img.mean(axis=2)
+            img = reference_image(d[()])
             ts = d.attrs.get("timestamp")
             if ts is None:
                 raise InputError(f"{self.path}: images/{name} has no timestamp attribute")
             t_us = int(_seconds_to_us(np.asarray(ts))) if self._ts_in_seconds else int(ts)
-            refs.append(ReferenceFrame(t_us, (img / scale).astype(np.float32),
+            refs.append(ReferenceFrame(t_us, img,
                                        int(d.attrs.get("event_idx", -1))))
         refs.sort(key=lambda r: r.t_us)
         return refs

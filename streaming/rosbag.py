@@ -15,7 +15,7 @@ import numpy as np
 from rosbags.rosbag1 import Reader, ReaderError
 from rosbags.typesys import Stores, get_typestore
 
-from streaming.datatypes import EventPacket, InputError
+from streaming.datatypes import EventPacket, InputError, reference_image
 from streaming.interleave import interleave
 
 EVENT_TYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")
@@ -23,7 +23,6 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 # One Event: uint16 x, uint16 y, time ts (uint32 sec, uint32 nsec), bool polarity; packed.
 EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("polarity", "u1")])
 GREY = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
-RGB_TO_GREY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
@@ -111,11 +110,9 @@ class RosbagSource:
                 channels, dtype = GREY[img.encoding]
                 dtype = np.dtype(dtype).newbyteorder(">" if img.is_bigendian else "<")
                 pixels = np.frombuffer(img.data, dtype).reshape(img.height, -1)[:, :img.width * channels]
-                grey = pixels.astype(np.float32) / np.iinfo(dtype).max
-                if channels == 3:
-                    rgb = grey.reshape(img.height, img.width, 3)
-                    grey = rgb @ (RGB_TO_GREY if img.encoding == "rgb8" else RGB_TO_GREY[::-1])
-                yield img.header.stamp.sec * 1_000_000 + img.header.stamp.nanosec // 1000, grey
+                yield (img.header.stamp.sec * 1_000_000 + img.header.stamp.nanosec // 1000,
+                       reference_image(pixels.reshape(img.height, img.width, channels),
+                                       "bgr" if img.encoding == "bgr8" else "rgb"))
 
     def close(self):
         pass  # each pass opens and closes the bag itself

@@ -24,8 +24,21 @@ def typestore(package="dvs_msgs"):
     return store
 
 
+def image_bytes(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
+    """A linear image as a sensor_msgs/Image's data and step: grey, or for colour encodings
+    in the red channel alone (so that reading it back shows the channel order)."""
+    if encoding == "mono16":
+        return np.rint(image * 65535).astype("<u2").view(np.uint8).ravel(), 2 * image.shape[1]
+    grey = np.rint(image * 255).astype(np.uint8)
+    if encoding == "mono8":
+        return grey.ravel(), image.shape[1]
+    colour = np.zeros((*image.shape, 3), np.uint8)
+    colour[..., {"rgb8": 0, "bgr8": 2}[encoding]] = grey
+    return colour.ravel(), 3 * image.shape[1]
+
+
 def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
-              cameras=("/dvs",), package="dvs_msgs"):
+              cameras=("/dvs",), package="dvs_msgs", encoding="mono8"):
     store = typestore(package)
     Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
     Event, EventArray = store.types[f"{package}/msg/Event"], store.types[f"{package}/msg/EventArray"]
@@ -45,9 +58,9 @@ def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: i
                                                       for t, x, y, p in zip(ev.t, ev.x, ev.y, ev.p)])
                 messages.append((int(ends[seq]), ev_conn, store.serialize_ros1(msg, EventArray.__msgtype__)))
             for seq, f in enumerate(frames):
-                pixels = np.rint(f.image * 255).astype(np.uint8)
+                data, step = image_bytes(f.image, encoding)
                 msg = Image(header=Header(seq=seq, stamp=stamp(f.t_us), frame_id=""), height=height, width=width,
-                            encoding="mono8", is_bigendian=0, step=width, data=pixels.ravel())
+                            encoding=encoding, is_bigendian=0, step=step, data=data)
                 messages.append((f.t_us + 5_000, img_conn, store.serialize_ros1(msg, Image.__msgtype__)))  # readout
             for t_us, conn, raw in sorted(messages, key=lambda m: m[0]):
                 bag.write(conn, t_us * 1000, raw)
@@ -70,6 +83,18 @@ def test_events_and_frames_as_the_aedat4_recording_has_them(street, street_bag):
     src = RosbagSource(street_bag)
     assert (src.topic, src.image_topic) == ("/dvs/events", "/dvs/image_raw")
     assert_same(street, items(street_bag))
+
+
+@pytest.mark.parametrize("encoding, gain", [("mono16", 1.0), ("rgb8", 0.299), ("bgr8", 0.299)])
+def test_image_encodings_read_as_linear_grey(street, tmp_path, encoding, gain):
+    """16-bit frames keep their scale; colour frames become their luma (red weighs 0.299),
+    whichever the channel order."""
+    events, frames, (h, w) = street
+    write_bag(tmp_path / "s.bag", events[:5000], frames[:3], h, w, encoding=encoding)
+    got = [i for i in RosbagSource(tmp_path / "s.bag") if isinstance(i, ReferenceFrame)]
+    assert len(got) == 3
+    for f, g in zip(frames, got):
+        assert np.abs(g.image - gain * f.image).max() <= 0.5 / 255 + 1e-6
 
 
 def test_prophesee_driver_bags_read_the_same(street, tmp_path):
