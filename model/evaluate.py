@@ -66,6 +66,13 @@ def table(per_file: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines) + f"\n\n{len(per_file)} sequence(s): " + ", ".join(Path(p).name for p in per_file)
 
 
+def checkpoint_labels(paths: list[str]) -> list[str]:
+    """A checkpoint's row label: its file name, or the path as given where two runs share a
+    name (runs/a/model.pth, runs/b/model.pth), so that no row silently replaces another."""
+    names = [Path(p).name for p in paths]
+    return [n if names.count(n) == 1 else p for n, p in zip(names, paths)]
+
+
 def recordings(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     device = resolve_device(args.device)  # a missing GPU is one line before any work, not a half-drawn bar
     models = {"highpass": {"type": "highpass"}}
-    models.update({Path(m).name: model_from_flag(m) for m in args.model})
+    models.update({label: model_from_flag(m) for label, m in zip(checkpoint_labels(args.model), args.model)})
     models.update({c: load_config(c).model for c in args.config})
     per_file = {str(f): evaluate_file(f, models, device=device)
                 for f in tqdm(recordings(args.recordings), desc="evaluating")}

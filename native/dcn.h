@@ -9,9 +9,10 @@
 //      a contiguous, vectorisable run of Cg channels; and a group's image is compact, so the
 //      two horizontal corners of a sample share a cache line or two;
 //   2. for a chunk of output pixels (CPU: a cache-sized tile per thread; CUDA: as many as a
-//      bounded buffer holds), each (pixel, tap, channel) is sampled into a column buffer
-//      col[pixel][tap * C + channel];
-//   3. one GEMM per chunk: out[:, chunk] = weight (Cout, taps * C) @ col^T.
+//      bounded buffer holds), each (pixel, tap, channel) is sampled into a column buffer,
+//      col[pixel][tap * C + channel] on the CPU (one thread's pixels stay in its cache),
+//      col[tap * C + channel][pixel] on the GPU (neighbouring threads write neighbouring pixels);
+//   3. one GEMM per chunk: out[:, chunk] = weight (Cout, taps * C) @ col^T (GPU: @ col).
 // Semantics are exactly torchvision.ops.deform_conv2d's: tap (i, j) of output pixel (oy, ox)
 // in offset group g samples at
 //   y = (oy * stride_h - pad_h + i * dil_h) + offset[2 * (g * K + k)],   k = i * kw + j

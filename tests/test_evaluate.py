@@ -1,8 +1,10 @@
+import shutil
+
 import numpy as np
 
 from model.tonemap import CausalToneMapper, official_postprocess
 from model.metrics import mu_law, percentile_normalise, psnr, sequence_metrics, ssim
-from tests.conftest import run_cli, write_moving_edge
+from tests.conftest import REPO, run_cli, write_moving_edge
 
 
 def test_metrics_on_known_images():
@@ -27,16 +29,35 @@ def test_sequence_metrics_ignore_the_output_scale():
     assert worse["psnr"] < 20 and worse["ssim"] < 0.5
 
 
+def _table_rows(path):
+    return {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
+            for line in path.read_text().splitlines() if line.startswith("| ") and "PSNR" not in line}
+
+
 def test_evaluate_cli_reports_the_baseline(tmp_path):
     write_moving_edge(tmp_path / "a.h5", seconds=0.3)
     r = run_cli("evaluate.py", tmp_path, "--out", tmp_path / "table.md")
     assert r.returncode == 0, r.stderr
-    rows = {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
-            for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| ") and "PSNR" not in line}
+    rows = _table_rows(tmp_path / "table.md")
     assert set(rows) == {"highpass", "blank"}
     psnr_db, ssim_v, mu_db = rows["highpass"]
     assert 0 < psnr_db < 60 and -1 <= ssim_v <= 1 and 0 < mu_db < 60
     assert rows["blank"][1] < ssim_v  # the filter shows the moving edge; a blank frame shows nothing
+
+
+def test_two_runs_with_the_same_checkpoint_name_get_a_row_each(tmp_path):
+    """Training runs all write model.pth: their rows must not overwrite each other."""
+    write_moving_edge(tmp_path / "a.h5", seconds=0.3)
+    for run in ("r1", "r2"):
+        (tmp_path / run).mkdir()
+        shutil.copy(REPO / "weights" / "eventhdr_cpu.pth", tmp_path / run / "model.pth")
+    models = [str(tmp_path / "r1" / "model.pth"), str(tmp_path / "r2" / "model.pth")]
+    r = run_cli("evaluate.py", tmp_path / "a.h5", "--model", models[0], "--model", models[1],
+                "--device", "cpu", "--out", tmp_path / "table.md", timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = _table_rows(tmp_path / "table.md")
+    assert set(rows) == {"highpass", "blank", *models}
+    assert rows[models[0]] == rows[models[1]]  # the same weights score the same
 
 
 def test_official_postprocess_and_causal_tonemapper():

@@ -148,6 +148,16 @@ def test_rejects_bad_arguments(change, message):
 
 
 @needs_native
+def test_build_check_passes_on_this_build():
+    """`make` runs native.check after building and drops a library that fails it: in a child
+    process, since the failure it looks for (a C++ runtime linked into the library, seen on an
+    H100 machine's g++) is a segmentation fault, not an exception."""
+    r = subprocess.run([sys.executable, "-m", "native.check"], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+
+
+@needs_native
 def test_rejects_offset_groups_not_dividing_channels():
     case = _case(n=1, c=6, h=5, w=5, cout=2, groups=4)
     with pytest.raises(RuntimeError, match="do not divide"):
