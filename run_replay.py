@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 bag) at real speed
+"""Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
                            run_config, run_main)

@@ -24,7 +24,7 @@ from streaming.cli import run_main
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
 from streaming.offline import voxel_windows
-from streaming.sources import open_recording
+from streaming.sources import is_ros2_bag, open_recording
 from streaming.windows import WindowPolicy
 
 METRICS = ("psnr", "ssim", "mu_psnr")
@@ -76,7 +76,7 @@ def checkpoint_labels(paths: list[str]) -> list[str]:
 def recordings(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
-        files += sorted(p.glob("*.h5")) if p.is_dir() else [p]
+        files += sorted(p.glob("*.h5")) if p.is_dir() and not is_ros2_bag(p) else [p]
     if not files:
         raise InputError("no recordings to evaluate")
     return files
@@ -84,7 +84,7 @@ def recordings(paths) -> list[Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recordings", nargs="+", help="HDF5/AEDAT4 files with intensity frames, or folders of .h5")
+    ap.add_argument("recordings", nargs="+", help="recordings with intensity frames (any format run_replay.py reads), or folders of .h5")
     ap.add_argument("--model", action="append", default=[], help="a checkpoint to evaluate (repeatable)")
     ap.add_argument("--config", action="append", default=[], help="a configuration to evaluate (repeatable)")
     ap.add_argument("--out", help="also write the table (markdown) to this file")

@@ -1,61 +1,115 @@
-"""ROS 1 bags of event cameras: dvs_msgs/EventArray (rpg_dvs_ros, the driver most event datasets
-were recorded with: MVSEC, the Event Camera Dataset, ...) or prophesee_event_msgs/EventArray
-(Prophesee's ROS driver; the same layout), with the sensor_msgs/Image frames of the same camera
-as reference frames.
+"""ROS bags of event cameras, ROS 1 or ROS 2: dvs_msgs/EventArray (rpg_dvs_ros and its ROS 2
+ports, the driver most event datasets were recorded with: MVSEC, the Event Camera Dataset, ...)
+or prophesee_event_msgs/EventArray (Prophesee's ROS drivers; the same layout), with the
+sensor_msgs/Image frames of the same camera as reference frames.
 
-rosbags reads the bag. An EventArray is read from its serialized bytes as one numpy array
-(13 bytes an event in ROS 1), not through rosbags' message objects, which cost a Python object
-per event.
+rosbags reads the bag: a ROS 1 `.bag` file, or a ROS 2 bag (its folder, or one `.mcap` or
+`.db3` file of it). An EventArray is read from its serialized bytes as numpy arrays, not
+through rosbags' message objects, which cost a Python object per event.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag1 import Reader, ReaderError
+from rosbags import rosbag1, rosbag2
 from rosbags.typesys import Stores, get_typestore
 
 from streaming.datatypes import EventPacket, InputError, reference_image
 from streaming.interleave import interleave
+from streaming.sources import is_ros2_bag
 
 EVENT_TYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")
+PACKED_EVENT_TYPE = "event_camera_msgs/msg/EventPacket"  # ROS 2 drivers' packed encodings: not read
 IMAGE_TYPE = "sensor_msgs/msg/Image"
-# One Event: uint16 x, uint16 y, time ts (uint32 sec, uint32 nsec), bool polarity; packed.
-EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("polarity", "u1")])
 GREY = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
+# One Event: uint16 x, uint16 y, time ts (sec, nanosec), bool polarity. ROS 1 packs them.
+ROS1_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("polarity", "u1")])
 
 
-def _event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
+def _packet(sec: np.ndarray, nsec: np.ndarray, x: np.ndarray, y: np.ndarray, polarity: np.ndarray) -> EventPacket:
+    return EventPacket(sec.astype(np.int64) * 1_000_000 + nsec // 1000, x.astype(np.uint16),
+                       y.astype(np.uint16), np.where(polarity, 1, -1).astype(np.int8))
+
+
+def _ros1_event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
     """(height, width, events) of one serialized EventArray: a std_msgs/Header (uint32 seq,
     time stamp, string frame_id), uint32 height, uint32 width, then the Event[] sequence."""
     frame_id = int.from_bytes(raw[12:16], "little")
     at = 16 + frame_id
     height, width, n = (int(v) for v in np.frombuffer(raw, "<u4", 3, at))
-    if len(raw) != at + 12 + n * EVENT.itemsize:
+    if len(raw) != at + 12 + n * ROS1_EVENT.itemsize:
         raise ValueError("not the EventArray layout")
-    ev = np.frombuffer(raw, EVENT, n, at + 12)
-    t = ev["sec"].astype(np.int64) * 1_000_000 + ev["nsec"] // 1000
-    return height, width, EventPacket(t, ev["x"].copy(), ev["y"].copy(),
-                                      np.where(ev["polarity"], 1, -1).astype(np.int8))
+    ev = np.frombuffer(raw, ROS1_EVENT, n, at + 12)
+    return height, width, _packet(ev["sec"], ev["nsec"], ev["x"], ev["y"], ev["polarity"])
+
+
+def _cdr_events(order: str) -> tuple[np.dtype, np.dtype]:
+    """CDR aligns each number to its size from the payload's start and pads no struct's end:
+    the first Event starts aligned (its Time 4 bytes in), each later one 2 bytes past an
+    aligned offset (its Time 6 bytes in), 16 bytes apart."""
+    fields = lambda sec: {"names": ["x", "y", "sec", "nsec", "polarity"],  # noqa: E731
+                          "formats": [order + "u2", order + "u2", order + "i4", order + "u4", "u1"],
+                          "offsets": [0, 2, sec, sec + 4, sec + 8]}
+    return np.dtype({**fields(4), "itemsize": 13}), np.dtype({**fields(6), "itemsize": 16})
+
+
+CDR_EVENTS = {order: _cdr_events(order) for order in "<>"}
+
+
+def _ros2_event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
+    """The same from ROS 2's CDR: a 4-byte encapsulation header (byte 1: 1 little-endian, 0
+    big-endian), then std_msgs/Header (time stamp, string frame_id), height, width, Event[]."""
+    if len(raw) < 16 or raw[0] != 0 or raw[1] not in (0, 1):
+        raise ValueError("not CDR")
+    order = "<" if raw[1] == 1 else ">"
+    body = np.frombuffer(raw, np.uint8, offset=4)
+    frame_id = int(body[8:12].view(order + "u4")[0])
+    at = -(-(12 + frame_id) // 4) * 4
+    if len(body) < at + 12:
+        raise ValueError("not the EventArray layout")
+    height, width, n = (int(v) for v in body[at:at + 12].view(order + "u4"))
+    start = at + 12
+    end = start + (0 if n == 0 else 13 if n == 1 else 16 * n - 3)
+    if not end <= len(body) <= end + 3:  # serializers may pad the message to 4 bytes
+        raise ValueError("not the EventArray layout")
+    first, rest = CDR_EVENTS[order]
+    if n == 0:
+        ev = np.zeros(0, rest)
+    else:
+        padded = np.zeros(end + 1, np.uint8)  # the last Event lacks the byte its 16-byte dtype spans
+        padded[:end] = body[:end]
+        ev = np.concatenate([np.frombuffer(padded, first, 1, start).astype(rest),
+                             np.frombuffer(padded, rest, n - 1, start + 14)])
+    return height, width, _packet(ev["sec"], ev["nsec"], ev["x"], ev["y"], ev["polarity"])
 
 
 class RosbagSource:
-    """A ROS 1 bag: one camera's events (`topic`, or the bag's only event topic) and the
-    images published beside them (a sensor_msgs/Image topic in the same namespace)."""
+    """A ROS 1 or ROS 2 bag: one camera's events (`topic`, or the bag's only event topic) and
+    the images published beside them (a sensor_msgs/Image topic in the same namespace)."""
     live = False
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None, topic: str | None = None):
         self._path = path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"{path}: no such file")
+        ros2 = is_ros2_bag(path)
+        self._reader = rosbag2.Reader if ros2 else rosbag1.Reader
+        self._event_array = _ros2_event_array if ros2 else _ros1_event_array
+        self._typestore = get_typestore(Stores.ROS2_HUMBLE if ros2 else Stores.ROS1_NOETIC)
+        self._deserialize = self._typestore.deserialize_cdr if ros2 else self._typestore.deserialize_ros1
+        kind = "ROS 2" if ros2 else "ROS 1"
         try:
-            with Reader(path) as bag:
+            with self._reader(path) as bag:
                 connections = list(bag.connections)
-        except ReaderError as e:
-            raise InputError(f"{path}: not a readable ROS 1 bag ({e})") from None
+        except (rosbag1.ReaderError, rosbag2.ReaderError, OSError) as e:
+            raise InputError(f"{path}: not a readable {kind} bag ({e})") from None
         events = sorted({c.topic for c in connections if c.msgtype in EVENT_TYPES})
         if topic is None and len(events) == 1:
             topic = events[0]
+        if not events and any(c.msgtype == PACKED_EVENT_TYPE for c in connections):
+            raise InputError(f"{path}: its events are event_camera_msgs/EventPacket (packed by the ROS 2 "
+                             f"drivers), which are not read yet; dvs_msgs and prophesee_event_msgs are")
         if topic not in events:
             raise InputError(f"{path}: {'no event topic ' + topic if topic else 'which event topic?'} "
                              f"(event topics: {', '.join(events) or 'none'}; dvs_msgs or prophesee_event_msgs "
@@ -67,12 +121,11 @@ class RosbagSource:
                          if c.msgtype == IMAGE_TYPE and c.topic.rsplit("/", 1)[0] == namespace})
         self.image_topic = images[0] if images else None
         self._images = [c for c in connections if c.topic == self.image_topic]
-        self._typestore = get_typestore(Stores.ROS1_NOETIC)
         size = sensor_size or self._size_in_messages()
         if size is None:
             raise InputError(f"{path}: the event messages give no sensor size; pass --sensor-size HxW")
         self.height, self.width = size
-        self.description = (f"{path.name} (ROS bag, {topic}, {self.width}x{self.height}"
+        self.description = (f"{path.name} ({kind} bag, {topic}, {self.width}x{self.height}"
                             f"{', frames from ' + self.image_topic if self.image_topic else ''})")
 
     def _size_in_messages(self) -> tuple[int, int] | None:
@@ -89,10 +142,10 @@ class RosbagSource:
             raise InputError(f"{self._path}: {self.topic} holds no events")
 
     def _arrays(self):
-        with Reader(self._path) as bag:
+        with self._reader(self._path) as bag:
             for _, _, raw in bag.messages(connections=self._events):
                 try:
-                    yield _event_array(memoryview(raw))
+                    yield self._event_array(memoryview(raw))
                 except ValueError:
                     raise InputError(f"{self._path}: a message on {self.topic} is not an EventArray of "
                                      f"dvs_msgs' layout") from None
@@ -101,9 +154,9 @@ class RosbagSource:
         """(t_us, linear float32 image) of the image topic, by the images' own stamps."""
         if not self._images:
             return
-        with Reader(self._path) as bag:
+        with self._reader(self._path) as bag:
             for conn, _, raw in bag.messages(connections=self._images):
-                img = self._typestore.deserialize_ros1(raw, conn.msgtype)
+                img = self._deserialize(raw, conn.msgtype)
                 if img.encoding not in GREY:
                     raise InputError(f"{self._path}: {self.image_topic} has {img.encoding} images; "
                                      f"{', '.join(GREY)} are read")

@@ -11,6 +11,7 @@ from streaming.h5format import EventH5Reader
 from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+ROS2_SUFFIXES = (".mcap", ".db3")  # a ROS 2 bag's storage files; the bag itself is their folder
 PACE_SLICE_US = 2000  # replay granularity: a paced stream is released in 2 ms steps
 
 
@@ -43,13 +44,19 @@ class H5Source:
         self._reader.close()
 
 
+def is_ros2_bag(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "metadata.yaml").is_file() if path.is_dir() else path.suffix.lower() in ROS2_SUFFIXES
+
+
 def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic: str | None = None) -> Source:
     """topic: a ROS bag's event topic (where it holds more than one camera's)."""
     suffix = Path(path).suffix.lower()
-    if topic is not None and suffix != ".bag":
-        raise InputError(f"--topic is for ROS bags (.bag), not {Path(path).name}")
-    if suffix == ".bag":
-        from streaming.rosbag import RosbagSource
+    bag = suffix == ".bag" or is_ros2_bag(path)
+    if topic is not None and not bag:
+        raise InputError(f"--topic is for ROS bags, not {Path(path).name}")
+    if bag:
+        from streaming.rosbag import RosbagSource  # rosbags loads only for bags
         return RosbagSource(path, sensor_size, topic)
     if suffix in H5_SUFFIXES:
         return H5Source(path, sensor_size)
@@ -59,7 +66,8 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic:
     if suffix in PROPHESEE_SUFFIXES:
         return PropheseeSource(path, sensor_size)
     raise InputError(f"{path}: unknown recording type {suffix or '(no suffix)'}; give an HDF5 "
-                     f"({', '.join(H5_SUFFIXES)}), AEDAT4 (.aedat4), Prophesee (.raw, .dat) or ROS 1 (.bag) file")
+                     f"({', '.join(H5_SUFFIXES)}), AEDAT4 (.aedat4), Prophesee (.raw, .dat) file, or a ROS 1 (.bag) "
+                     f"or ROS 2 bag (its folder, .mcap, .db3)")
 
 
 def parse_rate(text: str) -> float:

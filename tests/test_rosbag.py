@@ -1,25 +1,29 @@
-"""ROS 1 bags: the street recording's events and APS frames, written into a bag by rosbags as
-rpg_dvs_ros publishes them (dvs_msgs/EventArray every 10 ms, sensor_msgs/Image mono8), read back."""
+"""ROS bags: the street recording's events and APS frames, written into ROS 1 and ROS 2 bags
+by rosbags as the drivers publish them (dvs_msgs/EventArray every 10 ms, sensor_msgs/Image),
+read back."""
 import numpy as np
 import pytest
-from rosbags.rosbag1 import Writer
+from rosbags import rosbag1, rosbag2
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
-from streaming.rosbag import RosbagSource
+from streaming.rosbag import RosbagSource, _ros2_event_array
 from streaming.sources import open_recording
 from tests.conftest import STREET_AEDAT4, run_cli
 from tests.test_convert import assert_same, items
 
-EVENT_MSG = "uint16 x\nuint16 y\ntime ts\nbool polarity\n"  # rpg_dvs_ros's; Prophesee's driver: the same
+# rpg_dvs_ros's Event (Prophesee's drivers: the same); ROS 2 spells its time builtin_interfaces/Time
+EVENT_MSG = "uint16 x\nuint16 y\n{time} ts\nbool polarity\n"
 EVENT_ARRAY_MSG = "std_msgs/Header header\nuint32 height\nuint32 width\n{package}/Event[] events\n"
 PACKET_US = 10_000
 
 
-def typestore(package="dvs_msgs"):
-    """ROS 1's message types, and the event driver's."""
-    store = get_typestore(Stores.ROS1_NOETIC)
-    store.register(get_types_from_msg(EVENT_MSG, f"{package}/msg/Event"))
+def typestore(package="dvs_msgs", ros2=False):
+    """ROS 1's or ROS 2's message types, and the event driver's."""
+    store = get_typestore(Stores.ROS2_HUMBLE if ros2 else Stores.ROS1_NOETIC)
+    time = "builtin_interfaces/Time" if ros2 else "time"
+    store.register(get_types_from_msg(EVENT_MSG.format(time=time), f"{package}/msg/Event"))
     store.register(get_types_from_msg(EVENT_ARRAY_MSG.format(package=package), f"{package}/msg/EventArray"))
     return store
 
@@ -38,13 +42,17 @@ def image_bytes(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 
 
 def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
-              cameras=("/dvs",), package="dvs_msgs", encoding="mono8"):
-    store = typestore(package)
+              cameras=("/dvs",), package="dvs_msgs", encoding="mono8", ros2: StoragePlugin | None = None):
+    """A ROS 1 bag, or with `ros2` (rosbags' storage plugin) a ROS 2 bag folder."""
+    store = typestore(package, ros2 is not None)
     Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
     Event, EventArray = store.types[f"{package}/msg/Event"], store.types[f"{package}/msg/EventArray"]
     Image = store.types["sensor_msgs/msg/Image"]
-    stamp = lambda t_us: Time(sec=int(t_us) // 1_000_000, nanosec=int(t_us) % 1_000_000 * 1000)
-    with Writer(path) as bag:
+    stamp = lambda t_us: Time(sec=int(t_us) // 1_000_000, nanosec=int(t_us) % 1_000_000 * 1000)  # noqa: E731
+    header = lambda seq, t_us: Header(stamp=stamp(t_us), frame_id="", **({} if ros2 else {"seq": seq}))  # noqa: E731
+    serialize = store.serialize_cdr if ros2 else store.serialize_ros1
+    writer = rosbag2.Writer(path, version=9, storage_plugin=ros2) if ros2 else rosbag1.Writer(path)
+    with writer as bag:
         for ns in cameras:
             ev_conn = bag.add_connection(f"{ns}/events", EventArray.__msgtype__, typestore=store)
             img_conn = bag.add_connection(f"{ns}/image_raw", Image.__msgtype__, typestore=store)
@@ -53,15 +61,15 @@ def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: i
             messages = []
             for seq, (a, b) in enumerate(zip(np.r_[0, edges[:-1]], edges)):  # quiet periods: empty arrays
                 ev = events[a:b]
-                msg = EventArray(header=Header(seq=seq, stamp=stamp(ends[seq]), frame_id=""), height=height,
-                                 width=width, events=[Event(x=int(x), y=int(y), ts=stamp(t), polarity=bool(p > 0))
-                                                      for t, x, y, p in zip(ev.t, ev.x, ev.y, ev.p)])
-                messages.append((int(ends[seq]), ev_conn, store.serialize_ros1(msg, EventArray.__msgtype__)))
+                msg = EventArray(header=header(seq, ends[seq]), height=height, width=width,
+                                 events=[Event(x=int(x), y=int(y), ts=stamp(t), polarity=bool(p > 0))
+                                         for t, x, y, p in zip(ev.t, ev.x, ev.y, ev.p)])
+                messages.append((int(ends[seq]), ev_conn, serialize(msg, EventArray.__msgtype__)))
             for seq, f in enumerate(frames):
                 data, step = image_bytes(f.image, encoding)
-                msg = Image(header=Header(seq=seq, stamp=stamp(f.t_us), frame_id=""), height=height, width=width,
-                            encoding=encoding, is_bigendian=0, step=step, data=data)
-                messages.append((f.t_us + 5_000, img_conn, store.serialize_ros1(msg, Image.__msgtype__)))  # readout
+                msg = Image(header=header(seq, f.t_us), height=height, width=width, encoding=encoding,
+                            is_bigendian=0, step=step, data=data)
+                messages.append((f.t_us + 5_000, img_conn, serialize(msg, Image.__msgtype__)))  # readout
             for t_us, conn, raw in sorted(messages, key=lambda m: m[0]):
                 bag.write(conn, t_us * 1000, raw)
 
@@ -76,6 +84,14 @@ def street_bag(street, tmp_path_factory):
     path = tmp_path_factory.mktemp("bag") / "street.bag"
     events, frames, (h, w) = street
     write_bag(path, events, frames, h, w)
+    return path
+
+
+@pytest.fixture(scope="module")
+def street_ros2_bag(street, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bag") / "street"
+    events, frames, (h, w) = street
+    write_bag(path, events, frames, h, w, ros2=StoragePlugin.MCAP)
     return path
 
 
@@ -104,13 +120,60 @@ def test_prophesee_driver_bags_read_the_same(street, tmp_path):
     assert_same(street, items(path))
 
 
-def test_replay_and_convert(street_bag, tmp_path):
-    r = run_cli("run_replay.py", street_bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
+def test_ros2_bags_read_the_same(street, street_ros2_bag, tmp_path):
+    """A ROS 2 bag reads as its folder or as its storage file, MCAP or sqlite3."""
+    assert_same(street, items(street_ros2_bag))
+    events, frames, (h, w) = street
+    write_bag(tmp_path / "sqlite", events, frames, h, w, ros2=StoragePlugin.SQLITE3)
+    for bag in (street_ros2_bag, tmp_path / "sqlite"):
+        (storage_file,) = [f for f in bag.iterdir() if f.suffix in (".db3", ".mcap")]
+        assert_same(street, items(storage_file))
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "ab", "abc", "abcd"])  # each alignment of what follows
+@pytest.mark.parametrize("n", [0, 1, 2, 5])
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_ros2_event_arrays_read_as_rosbags_deserializes_them(frame_id, n, little_endian):
+    store = typestore(ros2=True)
+    Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
+    Event, EventArray = store.types["dvs_msgs/msg/Event"], store.types["dvs_msgs/msg/EventArray"]
+    rng = np.random.default_rng(n)
+    events = [Event(x=int(rng.integers(0, 65536)), y=int(rng.integers(0, 65536)),
+                    ts=Time(sec=int(rng.integers(0, 2**31)), nanosec=int(rng.integers(0, 10**9))),
+                    polarity=bool(rng.integers(0, 2))) for _ in range(n)]
+    msg = EventArray(header=Header(stamp=Time(sec=1, nanosec=2), frame_id=frame_id), height=720, width=1280,
+                     events=events)
+    raw = store.serialize_cdr(msg, EventArray.__msgtype__, little_endian=little_endian)
+    height, width, got = _ros2_event_array(memoryview(raw))
+    assert (height, width, len(got)) == (720, 1280, n)
+    back = store.deserialize_cdr(raw, EventArray.__msgtype__).events
+    assert got.x.tolist() == [e.x for e in back] and got.y.tolist() == [e.y for e in back]
+    assert got.t.tolist() == [e.ts.sec * 1_000_000 + e.ts.nanosec // 1000 for e in back]
+    assert got.p.tolist() == [1 if e.polarity else -1 for e in back]
+
+
+def test_a_ros2_bag_of_packed_events_gives_one_clear_line(tmp_path):
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    store.register(get_types_from_msg("std_msgs/Header header\nuint32 height\nuint32 width\nuint64 seq\n"
+                                      "uint64 time_base\nstring encoding\nbool is_bigendian\nuint8[] events\n",
+                                      "event_camera_msgs/msg/EventPacket"))
+    with rosbag2.Writer(tmp_path / "evk4", version=9) as bag:
+        bag.add_connection("/event_camera/events", "event_camera_msgs/msg/EventPacket", typestore=store)
+    r = run_cli("run_replay.py", tmp_path / "evk4", "--rate", "max")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "event_camera_msgs/EventPacket" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("ros", [1, 2])
+def test_replay_convert_and_evaluate(street_bag, street_ros2_bag, tmp_path, ros):
+    bag = street_bag if ros == 1 else street_ros2_bag
+    r = run_cli("run_replay.py", bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
     assert r.returncode == 0, r.stderr
-    assert "ROS bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout
+    assert f"ROS {ros} bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout
     assert "59 windows, 59 frames" in r.stdout
-    r = run_cli("convert.py", street_bag, tmp_path / "street.h5")
+    r = run_cli("convert.py", bag, tmp_path / "street.h5")
     assert r.returncode == 0 and "78,830 events and 59 images" in r.stdout, r.stderr
+    r = run_cli("evaluate.py", bag)  # a ROS 2 bag is a folder: one recording, not a folder of them
+    assert r.returncode == 0 and f"1 sequence(s): {bag.name}" in r.stdout, r.stderr
 
 
 def test_a_stereo_bag_needs_a_topic(street, tmp_path):
@@ -126,7 +189,7 @@ def test_a_stereo_bag_needs_a_topic(street, tmp_path):
 
 def test_a_bag_without_events_gives_one_clear_line(tmp_path):
     path = tmp_path / "silent.bag"
-    with Writer(path) as bag:
+    with rosbag1.Writer(path) as bag:
         bag.add_connection("/dvs/events", "dvs_msgs/msg/EventArray", typestore=typestore())
     r = run_cli("run_replay.py", path, "--rate", "max")
     assert r.returncode == 2 and r.stderr.strip() == f"error: {path}: /dvs/events holds no events", r.stderr
@@ -134,9 +197,14 @@ def test_a_bag_without_events_gives_one_clear_line(tmp_path):
 
 @pytest.mark.parametrize("name,flags,message", [
     ("notes.bag", [], "not a readable ROS 1 bag"),
+    ("notes.mcap", [], "not a readable ROS 2 bag"),
+    ("notes.db3", [], "not a readable ROS 2 bag"),
+    ("bag/metadata.yaml", [], "not a readable ROS 2 bag"),
     ("street.h5", ["--topic", "/dvs/events"], "--topic is for ROS bags"),
 ])
 def test_bad_bags_give_one_clear_line(tmp_path, name, flags, message):
+    (tmp_path / name).parent.mkdir(exist_ok=True)
     (tmp_path / name).write_text("not a bag")
-    r = run_cli("run_replay.py", tmp_path / name, *flags, "--rate", "max")
+    path = tmp_path / name if name.count("/") == 0 else (tmp_path / name).parent  # a ROS 2 bag is its folder
+    r = run_cli("run_replay.py", path, *flags, "--rate", "max")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
