@@ -55,8 +55,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
 
 
 RECORDING_HELP = ("recording: .h5/.hdf5 (EventHDR / event_cnn_minimal layout), .aedat4, "
-                  "Prophesee .raw (EVT 3.0, EVT 2.0) / .dat, or a ROS bag (dvs_msgs): ROS 1 .bag, "
-                  "ROS 2 folder or its .mcap / .db3")
+                  "Prophesee .raw (EVT 3.0, EVT 2.0) / .dat, or a ROS bag (dvs_msgs, or event_camera_msgs "
+                  "evt3): ROS 1 .bag, ROS 2 folder or its .mcap / .db3")
 TOPIC_HELP = "a ROS bag's event topic, where it holds more than one camera's (e.g. /davis/left/events)"
 SENSOR_SIZE_HELP = ("the sensor's size where the file does not give it (an HDF5 file without "
                     "sensor_resolution, a Prophesee EVT 2.0 file), or to override it")

@@ -120,6 +120,33 @@ def _decode_dat(records: np.ndarray, state: np.ndarray) -> EventPacket:
                        np.where(data & 0x10000000, 1, -1).astype(np.int8))
 
 
+class StreamDecoder:
+    """One encoding's words (EVT3: uint16, EVT2: uint32, DAT: uint32 pairs), chunk after chunk,
+    with the decoder state carried across chunks: a file read in pieces, or a ROS driver's
+    packets of one camera's raw stream."""
+    WORDS = {"EVT3": np.uint16, "EVT2": np.uint32, "DAT": np.uint32}
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self.word = np.dtype(self.WORDS[encoding])
+        self.record = self.word.itemsize * (2 if encoding == "DAT" else 1)  # DAT: two words an event
+        self._state = _new_state()
+
+    @property
+    def backwards_at(self) -> int:
+        """The record of the last chunk where the clock ran backwards and decoding stopped, or -1."""
+        return int(self._state[_BACKWARDS])
+
+    def decode(self, words: np.ndarray) -> EventPacket:
+        if self.encoding == "DAT":
+            return _decode_dat(words.reshape(-1, 2), self._state)
+        per_word = 12 if self.encoding == "EVT3" else 1  # a VECT_12 word holds up to 12 events
+        n = len(words) * per_word
+        t, x, y, p = np.empty(n, np.int64), np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.int8)
+        decode = _decode_evt3 if self.encoding == "EVT3" else _decode_evt2
+        return EventPacket(t, x, y, p)[:decode(words, self._state, t, x, y, p)]
+
+
 def _read_header(f) -> dict[str, str]:
     """The '% key value' lines at the head of a RAW or DAT file; f is left after them."""
     header = {}
@@ -176,10 +203,8 @@ class PropheseeSource:
                 raise InputError(f"{path}: not a DAT file of CD events (event type {kind}, size {size}; "
                                  f"expected {DAT_CD_TYPE}, {DAT_CD_SIZE})")
         self._data_start = self._f.tell()
-        word = {"EVT3": np.uint16, "EVT2": np.uint32, "DAT": np.uint32}[self.encoding]
-        self._word = np.dtype(word)
-        self._record = self._word.itemsize * (2 if self.encoding == "DAT" else 1)  # DAT: two words
-        self._chunk_bytes = max(chunk_bytes // self._record, 1) * self._record
+        record = StreamDecoder(self.encoding).record
+        self._chunk_bytes = max(chunk_bytes // record, 1) * record
         size = sensor_size or _geometry(header)
         if size is None:
             raise InputError(f"{path}: the header gives no sensor size; pass --sensor-size HxW "
@@ -189,29 +214,20 @@ class PropheseeSource:
 
     def __iter__(self):
         self._f.seek(self._data_start)
-        state, n = _new_state(), 0
+        decoder, n = StreamDecoder(self.encoding), 0
         while chunk := self._f.read(self._chunk_bytes):
             # a file cut mid-record (a recording that was killed) ends at its last whole record
-            whole = len(chunk) // self._record * self._record
-            ev = self._decode(np.frombuffer(chunk, self._word, whole // self._word.itemsize), state)
+            whole = len(chunk) // decoder.record * decoder.record
+            ev = decoder.decode(np.frombuffer(chunk, decoder.word, whole // decoder.word.itemsize))
             if len(ev):
                 n += len(ev)
                 yield ev
-            if state[_BACKWARDS] >= 0:
-                at = self._f.tell() - len(chunk) + state[_BACKWARDS] * self._record
+            if decoder.backwards_at >= 0:
+                at = self._f.tell() - len(chunk) + decoder.backwards_at * decoder.record
                 raise InputError(f"{self._path}: damaged {self.encoding} data at byte {at}: its clock runs "
                                  f"backwards there (a damaged file, or not the encoding its header names)")
         if n == 0:
             raise InputError(f"{self._path}: the file holds no change-detection events")
-
-    def _decode(self, words: np.ndarray, state: np.ndarray) -> EventPacket:
-        if self.encoding == "DAT":
-            return _decode_dat(words.reshape(-1, 2), state)
-        per_word = 12 if self.encoding == "EVT3" else 1  # a VECT_12 word holds up to 12 events
-        n = len(words) * per_word
-        t, x, y, p = np.empty(n, np.int64), np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.int8)
-        decode = _decode_evt3 if self.encoding == "EVT3" else _decode_evt2
-        return EventPacket(t, x, y, p)[:decode(words, state, t, x, y, p)]
 
     def close(self):
         self._f.close()

@@ -1,7 +1,8 @@
 """ROS bags of event cameras, ROS 1 or ROS 2: dvs_msgs/EventArray (rpg_dvs_ros and its ROS 2
 ports, the driver most event datasets were recorded with: MVSEC, the Event Camera Dataset, ...)
 or prophesee_event_msgs/EventArray (Prophesee's ROS drivers; the same layout), with the
-sensor_msgs/Image frames of the same camera as reference frames.
+sensor_msgs/Image frames of the same camera as reference frames; or event_camera_msgs/EventPacket
+in the evt3 encoding (metavision_driver: a Prophesee camera's raw EVT 3.0 stream in packets).
 
 rosbags reads the bag: a ROS 1 `.bag` file, or a ROS 2 bag (its folder, or one `.mcap` or
 `.db3` file of it). An EventArray is read from its serialized bytes as numpy arrays, not
@@ -13,14 +14,17 @@ from pathlib import Path
 
 import numpy as np
 from rosbags import rosbag1, rosbag2
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from streaming.datatypes import EventPacket, InputError, reference_image
 from streaming.interleave import interleave
+from streaming.prophesee import StreamDecoder
 from streaming.sources import is_ros2_bag
 
 EVENT_TYPES = ("dvs_msgs/msg/EventArray", "prophesee_event_msgs/msg/EventArray")
-PACKED_EVENT_TYPE = "event_camera_msgs/msg/EventPacket"  # ROS 2 drivers' packed encodings: not read
+PACKED_EVENT_TYPE = "event_camera_msgs/msg/EventPacket"
+PACKED_EVENT_MSG = ("std_msgs/Header header\nuint32 height\nuint32 width\nuint64 seq\nuint64 time_base\n"
+                    "string encoding\nbool is_bigendian\nuint8[] events\n")  # the same in ROS 1 and 2
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 GREY = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
 # One Event: uint16 x, uint16 y, time ts (sec, nanosec), bool polarity. ROS 1 packs them.
@@ -97,6 +101,7 @@ class RosbagSource:
         self._reader = rosbag2.Reader if ros2 else rosbag1.Reader
         self._event_array = _ros2_event_array if ros2 else _ros1_event_array
         self._typestore = get_typestore(Stores.ROS2_HUMBLE if ros2 else Stores.ROS1_NOETIC)
+        self._typestore.register(get_types_from_msg(PACKED_EVENT_MSG, PACKED_EVENT_TYPE))
         self._deserialize = self._typestore.deserialize_cdr if ros2 else self._typestore.deserialize_ros1
         kind = "ROS 2" if ros2 else "ROS 1"
         try:
@@ -104,22 +109,21 @@ class RosbagSource:
                 connections = list(bag.connections)
         except (rosbag1.ReaderError, rosbag2.ReaderError, OSError) as e:
             raise InputError(f"{path}: not a readable {kind} bag ({e})") from None
-        events = sorted({c.topic for c in connections if c.msgtype in EVENT_TYPES})
+        events = sorted({c.topic for c in connections if c.msgtype in (*EVENT_TYPES, PACKED_EVENT_TYPE)})
         if topic is None and len(events) == 1:
             topic = events[0]
-        if not events and any(c.msgtype == PACKED_EVENT_TYPE for c in connections):
-            raise InputError(f"{path}: its events are event_camera_msgs/EventPacket (packed by the ROS 2 "
-                             f"drivers), which are not read yet; dvs_msgs and prophesee_event_msgs are")
         if topic not in events:
             raise InputError(f"{path}: {'no event topic ' + topic if topic else 'which event topic?'} "
                              f"(event topics: {', '.join(events) or 'none'}; dvs_msgs or prophesee_event_msgs "
-                             f"EventArray); give one with --topic")
+                             f"EventArray, or event_camera_msgs EventPacket); give one with --topic")
         self.topic = topic
         self._events = [c for c in connections if c.topic == topic]
+        self._packed = self._events[0].msgtype == PACKED_EVENT_TYPE
         namespace = topic.rsplit("/", 1)[0]
         images = sorted({c.topic for c in connections
                          if c.msgtype == IMAGE_TYPE and c.topic.rsplit("/", 1)[0] == namespace})
-        self.image_topic = images[0] if images else None
+        # packed events run on the sensor's clock, images on ROS time: they cannot be placed
+        self.image_topic = images[0] if images and not self._packed else None
         self._images = [c for c in connections if c.topic == self.image_topic]
         size = sensor_size or self._size_in_messages()
         if size is None:
@@ -142,13 +146,37 @@ class RosbagSource:
             raise InputError(f"{self._path}: {self.topic} holds no events")
 
     def _arrays(self):
+        """(height, width, events) of each event message, in order."""
         with self._reader(self._path) as bag:
-            for _, _, raw in bag.messages(connections=self._events):
+            messages = bag.messages(connections=self._events)
+            if self._packed:
+                yield from self._evt3_packets(messages)
+                return
+            for _, _, raw in messages:
                 try:
                     yield self._event_array(memoryview(raw))
                 except ValueError:
                     raise InputError(f"{self._path}: a message on {self.topic} is not an EventArray of "
                                      f"dvs_msgs' layout") from None
+
+    def _evt3_packets(self, messages):
+        """event_camera_msgs packets of a Prophesee camera's raw EVT 3.0 stream, cut wherever the
+        SDK handed out a buffer: decoded as one stream (the decoder's state, and an odd byte,
+        carry over from packet to packet), on the sensor's clock."""
+        decoder, tail = StreamDecoder("EVT3"), b""
+        for k, (conn, _, raw) in enumerate(messages):
+            msg = self._deserialize(raw, conn.msgtype)
+            if msg.encoding != "evt3" or msg.is_bigendian:
+                raise InputError(f"{self._path}: {self.topic} holds {'big-endian ' * msg.is_bigendian}"
+                                 f"{msg.encoding} packets; evt3 (little-endian) is read")
+            data = tail + msg.events.tobytes()
+            whole = len(data) // 2 * 2
+            ev = decoder.decode(np.frombuffer(data, np.uint16, whole // 2))
+            tail = data[whole:]
+            if decoder.backwards_at >= 0:
+                raise InputError(f"{self._path}: damaged EVT 3.0 data in packet {k} of {self.topic}: its clock "
+                                 f"runs backwards there")
+            yield msg.height, msg.width, ev
 
     def _frames(self):
         """(t_us, linear float32 image) of the image topic, by the images' own stamps."""

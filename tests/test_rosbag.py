@@ -8,10 +8,12 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
-from streaming.rosbag import RosbagSource, _ros2_event_array
+from streaming.prophesee import PropheseeSource, _read_header
+from streaming.rosbag import PACKED_EVENT_MSG, RosbagSource, _ros2_event_array
 from streaming.sources import open_recording
 from tests.conftest import STREET_AEDAT4, run_cli
 from tests.test_convert import assert_same, items
+from tests.test_prophesee import EVT3
 
 # rpg_dvs_ros's Event (Prophesee's drivers: the same); ROS 2 spells its time builtin_interfaces/Time
 EVENT_MSG = "uint16 x\nuint16 y\n{time} ts\nbool polarity\n"
@@ -152,15 +154,50 @@ def test_ros2_event_arrays_read_as_rosbags_deserializes_them(frame_id, n, little
     assert got.p.tolist() == [1 if e.polarity else -1 for e in back]
 
 
-def test_a_ros2_bag_of_packed_events_gives_one_clear_line(tmp_path):
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    store.register(get_types_from_msg("std_msgs/Header header\nuint32 height\nuint32 width\nuint64 seq\n"
-                                      "uint64 time_base\nstring encoding\nbool is_bigendian\nuint8[] events\n",
-                                      "event_camera_msgs/msg/EventPacket"))
-    with rosbag2.Writer(tmp_path / "evk4", version=9) as bag:
-        bag.add_connection("/event_camera/events", "event_camera_msgs/msg/EventPacket", typestore=store)
-    r = run_cli("run_replay.py", tmp_path / "evk4", "--rate", "max")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "event_camera_msgs/EventPacket" in r.stderr, r.stderr
+def write_packets(path, payload: bytes, sizes, ros2: bool, encoding="evt3"):
+    """metavision_driver's messages: event_camera_msgs/EventPacket, `payload` cut into `sizes`."""
+    store = get_typestore(Stores.ROS2_HUMBLE if ros2 else Stores.ROS1_NOETIC)
+    store.register(get_types_from_msg(PACKED_EVENT_MSG, "event_camera_msgs/msg/EventPacket"))
+    Header, Packet = store.types["std_msgs/msg/Header"], store.types["event_camera_msgs/msg/EventPacket"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    writer = rosbag2.Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) if ros2 else rosbag1.Writer(path)
+    serialize = store.serialize_cdr if ros2 else store.serialize_ros1
+    with writer as bag:
+        conn = bag.add_connection("/event_camera/events", Packet.__msgtype__, typestore=store)
+        at = 0
+        for seq, size in enumerate(sizes):
+            header = Header(stamp=Time(sec=seq, nanosec=0), frame_id="", **({} if ros2 else {"seq": seq}))
+            msg = Packet(header=header, height=720, width=1280, seq=seq, time_base=0, encoding=encoding,
+                         is_bigendian=False, events=np.frombuffer(payload[at:at + size], np.uint8))
+            bag.write(conn, (seq + 1) * 10**9, serialize(msg, Packet.__msgtype__))
+            at += size
+
+
+@pytest.mark.parametrize("ros2", [False, True])
+def test_metavision_driver_packets_read_as_the_raw_file(tmp_path, ros2):
+    """The IMX636 clip's EVT 3.0 stream, in packets cut anywhere (odd sizes too, across the
+    clock's wrap), decodes to the events of the RAW file."""
+    with open(EVT3, "rb") as f:
+        _read_header(f)
+        payload = f.read()
+    sizes = np.random.default_rng(0).integers(1, 40_000, len(payload) // 25_000)  # mean 20 kB: 80% of it
+    sizes[-1] = len(payload) - sizes[:-1].sum()
+    assert sizes[-1] > 0
+    bag = tmp_path / ("evk4" if ros2 else "evk4.bag")
+    write_packets(bag, payload, sizes, ros2)
+    src = open_recording(str(bag))
+    assert (src.height, src.width, src.image_topic) == (720, 1280, None)
+    got = EventPacket.concat([i for i in src if isinstance(i, EventPacket)])
+    want = EventPacket.concat([i for i in PropheseeSource(EVT3) if isinstance(i, EventPacket)])
+    assert len(got) == len(want) > 0
+    for name in "txyp":
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_packets_of_another_encoding_give_one_clear_line(tmp_path):
+    write_packets(tmp_path / "dvx", b"\0" * 64, [64], ros2=True, encoding="libcaer_cmp")
+    r = run_cli("run_replay.py", tmp_path / "dvx", "--rate", "max")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "libcaer_cmp packets; evt3" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("ros", [1, 2])
