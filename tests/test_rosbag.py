@@ -4,7 +4,7 @@ read back."""
 import numpy as np
 import pytest
 from rosbags import rosbag1, rosbag2
-from rosbags.rosbag2 import StoragePlugin
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
@@ -44,8 +44,10 @@ def image_bytes(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
 
 
 def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: int, width: int,
-              cameras=("/dvs",), package="dvs_msgs", encoding="mono8", ros2: StoragePlugin | None = None):
-    """A ROS 1 bag, or with `ros2` (rosbags' storage plugin) a ROS 2 bag folder."""
+              cameras=("/dvs",), package="dvs_msgs", encoding="mono8", ros2: StoragePlugin | None = None,
+              compression=CompressionMode.NONE):
+    """A ROS 1 bag, or with `ros2` (rosbags' storage plugin) a ROS 2 bag folder, zstd-compressed
+    as `compression` says."""
     store = typestore(package, ros2 is not None)
     Time, Header = store.types["builtin_interfaces/msg/Time"], store.types["std_msgs/msg/Header"]
     Event, EventArray = store.types[f"{package}/msg/Event"], store.types[f"{package}/msg/EventArray"]
@@ -54,6 +56,8 @@ def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: i
     header = lambda seq, t_us: Header(stamp=stamp(t_us), frame_id="", **({} if ros2 else {"seq": seq}))  # noqa: E731
     serialize = store.serialize_cdr if ros2 else store.serialize_ros1
     writer = rosbag2.Writer(path, version=9, storage_plugin=ros2) if ros2 else rosbag1.Writer(path)
+    if compression != CompressionMode.NONE:
+        writer.set_compression(compression, CompressionFormat.ZSTD)
     with writer as bag:
         for ns in cameras:
             ev_conn = bag.add_connection(f"{ns}/events", EventArray.__msgtype__, typestore=store)
@@ -130,6 +134,14 @@ def test_ros2_bags_read_the_same(street, street_ros2_bag, tmp_path):
     for bag in (street_ros2_bag, tmp_path / "sqlite"):
         (storage_file,) = [f for f in bag.iterdir() if f.suffix in (".db3", ".mcap")]
         assert_same(street, items(storage_file))
+
+
+@pytest.mark.parametrize("compression", [CompressionMode.FILE, CompressionMode.MESSAGE])
+def test_zstd_compressed_ros2_bags_read_the_same(street, tmp_path, compression):
+    events, frames, (h, w) = street
+    write_bag(tmp_path / "z", events[:20000], frames[:5], h, w, ros2=StoragePlugin.MCAP, compression=compression)
+    write_bag(tmp_path / "plain", events[:20000], frames[:5], h, w, ros2=StoragePlugin.MCAP)
+    assert_same(items(tmp_path / "plain"), items(tmp_path / "z"))
 
 
 @pytest.mark.parametrize("frame_id", ["", "a", "ab", "abc", "abcd"])  # each alignment of what follows
