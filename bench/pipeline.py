@@ -6,8 +6,8 @@
    frames/s out, latency percentiles; and the model alone on the same windows, so the
    pipeline's overhead is a ratio measured in the same run.
 2. Pacing at 1x: wall time of the paced replay over the recording's duration (ideal 1.000).
-3. Live: a DV network stream served by a second process at fixed event rates (346x260, the
-   stream converted to dv stores before it starts, as a camera's are), reconstructed by the
+3. Live: a DV network stream served by a second process at fixed event rates (346x260 unless
+   --live-size says otherwise, e.g. 480x640 for a DVXplorer; the stream converted to dv stores before it starts, as a camera's are), reconstructed by the
    pipeline: events received over events sent, frames over the stream's windows, how long
    after the stream's end the run ended (a reader that falls behind ends late), latency, merges.
 """
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from model.factory import make_reconstructor
+from streaming.cli import parse_size
 from streaming.config import load_config
 from streaming.datatypes import EventPacket
 from streaming.demo import ensure_demo_recording
@@ -39,12 +40,13 @@ def model_only(path, cfg):
     return len(windows), time.perf_counter() - t0
 
 
-def live(cfg, rate: float, seconds: float):
+def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
     with socket.socket() as s:  # a free loopback port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, str(Path(__file__).parents[1] / "tests" / "dvserver.py"), str(port),
-                               "--seconds", str(seconds), "--rate", str(rate), "--wait-client", "--prebuilt"],
+                               "--seconds", str(seconds), "--rate", str(rate), "--width", str(size[1]),
+                               "--height", str(size[0]), "--wait-client", "--prebuilt"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
@@ -59,7 +61,7 @@ def live(cfg, rate: float, seconds: float):
     p50, p99 = stats.latency_ms()
     windows = stats.windows if cfg.window.policy != "ms" else round(seconds * 1000 / cfg.window.ms)
     # a reader that falls behind shows as lag at the end: its events wait in the socket, not in the ring
-    print(f"  live {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; frames / windows of the "
+    print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; frames / windows of the "
           f"stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the {seconds:g} s stream (start-up "
           f"included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; merged {stats.merged}")
 
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--file", help="a recording, any format run_replay.py reads (default: the demo recording)")
     ap.add_argument("--live-rates", type=float, nargs="*", default=[5e5, 5e6, 1.5e7], help="events/s of the live runs")
     ap.add_argument("--live-seconds", type=float, default=2.0)
+    ap.add_argument("--live-size", type=parse_size, default=(260, 346), metavar="HxW", help="the live stream's sensor")
     args = ap.parse_args()
     path = Path(args.file) if args.file else ensure_demo_recording()
     cfg = load_config(args.config)
@@ -101,7 +104,7 @@ def main():
     print(f"  pacing at 1x:  {last - first:.3f} s wall for {duration:.3f} s of events: ratio {(last - first) / duration:.4f}")
 
     for rate in args.live_rates:
-        live(cfg, rate, args.live_seconds)
+        live(cfg, rate, args.live_seconds, args.live_size)
 
 
 if __name__ == "__main__":
