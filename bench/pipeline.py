@@ -7,9 +7,10 @@
    pipeline's overhead is a ratio measured in the same run.
 2. Pacing at 1x: wall time of the paced replay over the recording's duration (ideal 1.000).
 3. Live: a DV network stream served by a second process at fixed event rates (346x260 unless
-   --live-size says otherwise, e.g. 480x640 for a DVXplorer; the stream converted to dv stores before it starts, as a camera's are), reconstructed by the
-   pipeline: events received over events sent, frames over the stream's windows, how long
-   after the stream's end the run ended (a reader that falls behind ends late), latency, merges.
+   --live-size says otherwise, e.g. 480x640 for a DVXplorer; the stream converted to dv stores
+   before it starts, as a camera's are), reconstructed by the pipeline: events received over
+   events sent, frames over the stream's windows, how long after the stream's end the run ended
+   (a reader that falls behind ends late), latency, merges.
 """
 import argparse
 import socket
@@ -61,9 +62,9 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
     p50, p99 = stats.latency_ms()
     windows = stats.windows if cfg.window.policy != "ms" else round(seconds * 1000 / cfg.window.ms)
     # a reader that falls behind shows as lag at the end: its events wait in the socket, not in the ring
-    print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; frames / windows of the "
-          f"stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the {seconds:g} s stream (start-up "
-          f"included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; merged {stats.merged}")
+    print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
+          f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
+          f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; merged {stats.merged}")
 
 
 def main():

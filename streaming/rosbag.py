@@ -31,9 +31,10 @@ GREY = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.u
 ROS1_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("polarity", "u1")])
 
 
-def _packet(sec: np.ndarray, nsec: np.ndarray, x: np.ndarray, y: np.ndarray, polarity: np.ndarray) -> EventPacket:
-    return EventPacket(sec.astype(np.int64) * 1_000_000 + nsec // 1000, x.astype(np.uint16),
-                       y.astype(np.uint16), np.where(polarity, 1, -1).astype(np.int8))
+def _packet(ev: np.ndarray) -> EventPacket:
+    """Events as parsed (fields x, y, sec, nsec, polarity) -> our packet (copies, in our types)."""
+    return EventPacket(ev["sec"].astype(np.int64) * 1_000_000 + ev["nsec"] // 1000, ev["x"].astype(np.uint16),
+                       ev["y"].astype(np.uint16), np.where(ev["polarity"], 1, -1).astype(np.int8))
 
 
 def _ros1_event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
@@ -45,7 +46,7 @@ def _ros1_event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
     if len(raw) != at + 12 + n * ROS1_EVENT.itemsize:
         raise ValueError("not the EventArray layout")
     ev = np.frombuffer(raw, ROS1_EVENT, n, at + 12)
-    return height, width, _packet(ev["sec"], ev["nsec"], ev["x"], ev["y"], ev["polarity"])
+    return height, width, _packet(ev)
 
 
 def _cdr_events(order: str) -> tuple[np.dtype, np.dtype]:
@@ -85,7 +86,7 @@ def _ros2_event_array(raw: memoryview) -> tuple[int, int, EventPacket]:
         padded[:end] = body[:end]
         ev = np.concatenate([np.frombuffer(padded, first, 1, start).astype(rest),
                              np.frombuffer(padded, rest, n - 1, start + 14)])
-    return height, width, _packet(ev["sec"], ev["nsec"], ev["x"], ev["y"], ev["polarity"])
+    return height, width, _packet(ev)
 
 
 class RosbagSource:
