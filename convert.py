@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size, run_main
+from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.datatypes import InputError, ReferenceFrame
+from streaming.exits import run_main
 from streaming.h5format import EventH5Writer
 from streaming.sources import open_recording
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate models against ground-truth frames: see model/evaluate.py."""
 from model.evaluate import main
-from streaming.cli import run_main
+from streaming.exits import run_main
 
 if __name__ == "__main__":
     run_main(main)

@@ -10,9 +10,10 @@ network stream.
 import time
 from pathlib import Path
 
-from streaming.cli import common_parser, outputs, run_config, run_main
+from streaming.cli import common_parser, outputs, run_config
 from streaming.datatypes import InputError
 from streaming.dvsources import SourceLost, open_source, serve_events
+from streaming.exits import run_main
 from streaming.pipeline import Pipeline
 from streaming.ring import OVERLOAD_POLICIES
 

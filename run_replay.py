@@ -2,7 +2,8 @@
 """Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
-                           run_config, run_main)
+                           run_config)
+from streaming.exits import run_main
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
 

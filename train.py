@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train an EventHDR network: see model/train.py."""
 from model.train import main
-from streaming.cli import run_main
+from streaming.exits import run_main
 
 if __name__ == "__main__":
     run_main(main)

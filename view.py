@@ -17,8 +17,8 @@ import zmq
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 
-from streaming.cli import run_main  # noqa: E402
 from streaming.datatypes import InputError  # noqa: E402
+from streaming.exits import run_main  # noqa: E402
 from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped

@@ -30,9 +30,9 @@ from torch import nn
 from model.eventhdr import EventHDR, make_arch
 from model.layers import DCNPack
 from model.stream import CentredPad, EventHDRStream
-from streaming.cli import run_main
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import EventPacket, VoxelWindow
+from streaming.exits import run_main
 
 COUNT_SIZE = 64  # a multiple of 16: MACs counted at 64x64 scale exactly to any padded size
 SAMPLING_MACS = 5  # per sampled value of a deformable conv: 4 bilinear taps + 1 mask product

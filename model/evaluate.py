@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from model.factory import make_reconstructor
 from model.metrics import sequence_metrics
-from streaming.cli import run_main
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
+from streaming.exits import run_main
 from streaming.offline import voxel_windows
 from streaming.sources import is_ros2_bag, open_recording
 from streaming.windows import WindowPolicy

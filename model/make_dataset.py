@@ -39,7 +39,9 @@ def random_sim_config(seed: int) -> SimConfig:
     c_pos = rng.uniform(0.15, 0.45)
     return SimConfig(c_pos=c_pos, c_neg=c_pos * rng.uniform(0.8, 1.25), c_sigma=rng.uniform(0.0, 0.05),
                      refractory_us=int(rng.uniform(0, 1000)), shot_noise_hz=10 ** rng.uniform(-2, 0),
-                     hot_pixel_fraction=rng.uniform(0, 2e-4), hot_pixel_hz=rng.uniform(50, 500))
+                     hot_pixel_fraction=rng.uniform(0, 2e-4), hot_pixel_hz=rng.uniform(50, 500),
+                     cutoff_hz=10 ** rng.uniform(2, 3.5), bandwidth_knee=10 ** rng.uniform(-2.5, -1),
+                     dark_noise_gain=rng.uniform(0, 10))
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -9,11 +9,20 @@ its reference still moves: it was held in reset, so the change is lost, as on re
 Shot noise (random events anywhere) and hot pixels (a few pixels firing at a high rate) are
 added on top and never touch the references.
 
+Light level, as on a real photoreceptor (after v2e, Delbruck et al. 2020): the pixel
+sees its log intensity through a first-order low-pass filter whose bandwidth is proportional to
+the photocurrent, `cutoff_hz` at and above the radiance `bandwidth_knee`, so an edge moving
+through deep shadow gives fewer, later events than the same edge in light; and shot noise is
+`1 + dark_noise_gain` times more frequent in the dark than in full light. Both are how a
+network can tell a shadow from a lit surface of the same texture: events alone carry only log
+contrast. The defaults (infinite bandwidth, no gain) are the ideal sensor.
+
 Radiance units: the scene generator renders the brightest light at about 1, so `eps` is
 relative to that.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -35,20 +44,30 @@ class SimConfig:
     hot_pixel_fraction: float = 1e-4
     hot_pixel_hz: float = 200.0    # events per second from each hot pixel
     eps: float = 1e-6              # log(I + eps): the dark floor of the log response
+    cutoff_hz: float = math.inf    # photoreceptor bandwidth in full light
+    bandwidth_knee: float = 0.1    # radiance below which bandwidth (and noise) follow the light
+    dark_noise_gain: float = 0.0   # extra shot noise in the dark, relative to full light
 
 
 @numba.njit(nogil=True, cache=True)
-def _threshold_events(image, eps, log_prev, ref, c_pos, c_neg, last_t, t0, t1, refractory_us):
-    """Events of all pixels as their log intensity goes linearly from log_prev (at t0) to
-    log(image + eps) (at t1). Updates log_prev, ref and last_t in place.
+def _threshold_events(image, eps, log_prev, ref, c_pos, c_neg, last_t, t0, t1, refractory_us,
+                      cutoff_hz, bandwidth_knee):
+    """Events of all pixels as their filtered log intensity goes linearly from log_prev (at t0)
+    towards log(image + eps) (at t1), through a low-pass filter of bandwidth cutoff_hz *
+    min(1, image / bandwidth_knee). Updates log_prev, ref and last_t in place.
 
     Returns (pixel index, t, p) in pixel order; each pixel's events are in time order."""
     img = image.ravel()
     n_px = img.size
     log_new = np.empty(n_px)
+    step_s = (t1 - t0) * 1e-6
     bound = 0  # crossings before the refractory period removes some: an upper bound
     for i in range(n_px):
-        log_new[i] = np.log(img[i] + eps)
+        settled = 1.0  # the fraction of the change the filter passes within the step: all, ideally
+        if cutoff_hz < math.inf:  # exact for a first-order filter and a step of constant input
+            bandwidth = cutoff_hz * min(1.0, img[i] / bandwidth_knee)
+            settled = 1.0 - math.exp(-2 * math.pi * bandwidth * step_s)
+        log_new[i] = log_prev[i] + settled * (np.log(img[i] + eps) - log_prev[i])
         d = log_new[i] - ref[i]
         bound += int(d / c_pos[i]) if d > 0 else int(-d / c_neg[i])
     idx = np.empty(bound, np.int64)
@@ -116,19 +135,25 @@ class EventSimulator:
         if t_us <= self._t:
             raise ValueError(f"time must increase: step at {t_us} us after {self._t} us")
         t0, self._t = self._t, int(t_us)
-        idx, t, p = _threshold_events(image, self.config.eps, self._log, self._ref, self._c_pos,
-                                      self._c_neg, self._last_t, t0, self._t, self.config.refractory_us)
-        n_idx, n_t, n_p = self._noise(t0, self._t)
+        cfg = self.config
+        idx, t, p = _threshold_events(image, cfg.eps, self._log, self._ref, self._c_pos, self._c_neg,
+                                      self._last_t, t0, self._t, cfg.refractory_us, cfg.cutoff_hz,
+                                      cfg.bandwidth_knee)
+        n_idx, n_t, n_p = self._noise(image, t0, self._t)
         idx, t, p = np.concatenate((idx, n_idx)), np.concatenate((t, n_t)), np.concatenate((p, n_p))
         order = np.argsort(t, kind="stable")  # keeps each pixel's events in their order
         idx, t, p = idx[order], t[order], p[order]
         return EventPacket(t, (idx % self.width).astype(np.uint16), (idx // self.width).astype(np.uint16), p)
 
-    def _noise(self, t0, t1):
+    def _noise(self, image, t0, t1):
         """Shot-noise and hot-pixel events in (t0, t1], unordered."""
         cfg, dt_s = self.config, (t1 - t0) * 1e-6
-        n_shot = self._rng.poisson(cfg.shot_noise_hz * self.height * self.width * dt_s)
-        shot_idx = self._rng.integers(0, self.height * self.width, n_shot)
+        # each pixel's rate relative to full light; a pixel is drawn in proportion to its own
+        rate = 1 + cfg.dark_noise_gain * (1 - np.minimum(image.ravel() / cfg.bandwidth_knee, 1))
+        cum = np.cumsum(rate)
+        n_shot = self._rng.poisson(cfg.shot_noise_hz * cum[-1] * dt_s)
+        shot_idx = np.minimum(np.searchsorted(cum, self._rng.uniform(0, cum[-1], n_shot), side="right"),
+                              len(cum) - 1)
         shot_pol = self._rng.choice(np.array([-1, 1], np.int8), n_shot)
         hot_counts = self._rng.poisson(cfg.hot_pixel_hz * dt_s, len(self._hot_idx))
         idx = np.concatenate((shot_idx, np.repeat(self._hot_idx, hot_counts)))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
@@ -99,17 +98,3 @@ def run_config(args) -> RunConfig:
 
 def outputs(args) -> Outputs:
     return Outputs(args.record, args.video, args.wait_subscribers, args.stats_every)
-
-
-def run_main(main) -> None:
-    """Run a front's main(): a user's mistake is one line on stderr and exit status 2. Ctrl-C
-    while a pipeline runs is the pipeline's (it drains and closes); before that, during
-    start-up, nothing is open yet and the run just ends (status 130, as shells expect)."""
-    try:
-        sys.exit(main())
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from streaming.cli import run_main
+from streaming.exits import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_H5 = REPO / "data" / "demo.h5"

@@ -5,6 +5,7 @@ import pytest
 
 from model.scenes import make_scene, render_sequence
 from model.simulator import EventSimulator, SimConfig
+from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Reader
 from tests.conftest import run_cli
 
@@ -48,6 +49,37 @@ def test_refractory_period_suppresses_events():
     config = SimConfig(**{**EXACT.__dict__, "refractory_us": 500})
     ev = _one_pixel_step(config, 5.5 * C, t0=0, t1=1100)
     np.testing.assert_allclose(ev.t, [200, 800], atol=1)
+
+
+def test_a_dim_pixel_sees_a_step_later_and_loses_none_of_it():
+    # the same step of 4.5 thresholds (x3.1) in a lit pixel and in one that stays 30x below the
+    # knee: bandwidths 100 Hz and 3 Hz (time constants 1.6 ms and 52 ms), rendered every
+    # millisecond as model.scenes does. Threshold j is crossed at -tau * ln(1 - j / 4.5).
+    config = SimConfig(**{**EXACT.__dict__, "cutoff_hz": 100.0, "bandwidth_knee": 0.1})
+    sim = EventSimulator(1, 2, config, seed=0)
+    before = np.array([[0.5, 0.001]], np.float32)
+    sim.step(before, 0)
+    after = before * np.float32(np.exp(4.5 * C))
+    packets = [sim.step(after, t) for t in range(1000, 1_000_001, 1000)]
+    times = [np.concatenate([p.t[p.x == x] for p in packets]) for x in (0, 1)]
+    assert all(len(t) == 4 for t in times)  # no change is lost, only late
+    assert times[0][-1] <= 5_000  # 3.5 ms
+    np.testing.assert_allclose(times[1], [13_000, 30_400, 56_800, 113_600], rtol=0.05)
+    ideal = EventSimulator(1, 2, EXACT, seed=0)
+    ideal.step(before, 0)
+    assert len(ideal.step(after, 1000)) == 8  # an ideal sensor: all at once, in both pixels
+
+
+def test_shot_noise_is_more_frequent_in_the_dark():
+    config = SimConfig(shot_noise_hz=0.5, hot_pixel_fraction=0.0, bandwidth_knee=0.1, dark_noise_gain=9.0)
+    image = np.full((40, 40), 0.5, np.float32)
+    image[:, :20] = 1e-4  # left half dark: 1 + 9 * (1 - 0.001) times the rate
+    sim = EventSimulator(40, 40, config, seed=1)
+    sim.step(image, 0)
+    ev = EventPacket.concat([sim.step(image, t) for t in range(10_000, 2_000_001, 10_000)])
+    dark, lit = (ev.x < 20).sum(), (ev.x >= 20).sum()
+    assert 700 < lit < 900  # 800 pixels x 0.5 Hz x 2 s
+    assert 8.5 < dark / lit < 11.5
 
 
 def test_events_time_ordered_across_steps_with_noise():

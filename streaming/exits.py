@@ -1,0 +1,22 @@
+"""How every command-line front ends: a user's mistake is one line and a status, not a traceback.
+
+Kept apart from streaming.cli (the live fronts' options, which pull in ZeroMQ and PyAV) so that
+offline tools (train.py, evaluate.py) run where only torch, h5py and numba are installed,
+such as a GPU machine's own Python."""
+import sys
+
+from streaming.datatypes import InputError
+
+
+def run_main(main) -> None:
+    """Run a front's main(): an InputError is one line on stderr and exit status 2. Ctrl-C
+    while a pipeline runs is the pipeline's (it drains and closes); before that, during
+    start-up, nothing is open yet and the run just ends (status 130, as shells expect)."""
+    try:
+        sys.exit(main())
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
