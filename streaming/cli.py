@@ -1,4 +1,5 @@
-"""The command-line fronts' shared options and error handling (run_replay.py, run_live.py, convert.py)."""
+"""The command-line fronts' shared options (run_replay.py, run_live.py, convert.py); their error
+handling is streaming.exits."""
 from __future__ import annotations
 
 import argparse

@@ -1,8 +1,8 @@
 """How every command-line front ends: a user's mistake is one line and a status, not a traceback.
 
 Kept apart from streaming.cli (the live fronts' options, which pull in ZeroMQ and PyAV) so that
-offline tools (train.py, evaluate.py) run where only torch, h5py and numba are installed,
-such as a GPU machine's own Python."""
+the offline tools (train.py, evaluate.py) run where the live fronts' packages are missing, such
+as a GPU machine's own Python."""
 import sys
 
 from streaming.datatypes import InputError
