@@ -7,10 +7,11 @@ overlaps training:
     train: sequence i has seed         i   (0 <= i < 1,000,000)
     test:  sequence i has seed 1,000,000 + i
     (model.scenes.DEMO_SEED, 2,000,008, is in neither.)
-Each seed fixes the scene and the simulator settings (thresholds, noise, refractory period),
-which are drawn per sequence so that a model does not learn one sensor. `--style` picks the
-scene kind (model.scenes: "hdr", a moving camera under lights spanning four decades, or "still",
-a parked camera in ordinary light); the same seed in the other style is another scene.
+Each seed fixes the scene and the simulator settings (thresholds, noise, refractory period,
+photoreceptor bandwidth), which are drawn per sequence so that a model does not learn one
+sensor. `--style` picks the scene kind (model.scenes: "hdr", a moving camera under lights
+spanning four decades, or "still", a parked camera in ordinary light); the same seed in the
+other style is another scene.
 """
 from __future__ import annotations
 
