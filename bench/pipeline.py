@@ -10,7 +10,8 @@
    --live-size says otherwise, e.g. 480x640 for a DVXplorer; the stream converted to dv stores
    before it starts, as a camera's are), reconstructed by the pipeline: events received over
    events sent, frames over the stream's windows, how long after the stream's end the run ended
-   (a reader that falls behind ends late), latency, merges.
+   (a reader that falls behind ends late), latency, how far reading ran behind the stream's
+   clock at most, merges.
 """
 import argparse
 import socket
@@ -64,7 +65,8 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
     # a reader that falls behind shows as lag at the end: its events wait in the socket, not in the ring
     print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
           f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
-          f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; merged {stats.merged}")
+          f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; "
+          f"reading behind the stream by at most {stats.behind_max_s * 1e3:.0f} ms; merged {stats.merged}")
 
 
 def main():

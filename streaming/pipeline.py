@@ -48,7 +48,7 @@ class Pipeline:
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
-        self.stats = RunStats()
+        self.stats = RunStats(clock_rate=1.0 if source.live else rate)
         self._stop = threading.Event()
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
@@ -79,6 +79,8 @@ class Pipeline:
             for item in paced(self.source, self.rate, self._stop):
                 if isinstance(item, EventPacket):
                     ev = sanitize(item)
+                    if len(ev):
+                        self.stats.read_up_to(int(ev.t[-1]))
                     if self.max_seconds is not None and len(ev):
                         t_limit = t_limit or int(ev.t[0]) + int(self.max_seconds * 1e6)
                         n = int(np.searchsorted(ev.t, t_limit))

@@ -8,12 +8,30 @@ import numpy as np
 
 
 class RunStats:
-    def __init__(self):
+    """clock_rate: how fast the source's clock runs against the wall clock (1 for a camera, the
+    replay rate for a paced recording); inf: no clock to keep up with (a replay at max)."""
+
+    def __init__(self, clock_rate: float = float("inf")):
         self.t0 = time.monotonic()
         self.events = self.windows = self.frames = 0
         self.merged = self.dropped = self.outside = self.unordered = self.rejected = 0
         self._latency = deque(maxlen=2000)  # seconds, recent frames
         self._last = (self.t0, 0, 0, 0)
+        self._clock_rate = clock_rate
+        self._best_offset = float("inf")  # the smallest (wall clock - source clock) seen
+        self.behind_s = self.behind_max_s = None if clock_rate == float("inf") else 0.0
+
+    def read_up_to(self, t_us: int) -> None:
+        """The reader now holds the events up to t_us. How far it runs behind the source's clock,
+        against its best so far (the two clocks' offset cancels). Frame latency cannot show this:
+        it starts when a window closes, and a reader that falls behind a camera closes windows
+        late (the sender buffers, then drops events)."""
+        if self.behind_s is None:
+            return
+        offset = time.monotonic() - t_us * 1e-6 / self._clock_rate
+        self._best_offset = min(self._best_offset, offset)
+        self.behind_s = offset - self._best_offset
+        self.behind_max_s = max(self.behind_max_s, self.behind_s)
 
     def frame_out(self, latency_s: float) -> None:
         self.frames += 1
@@ -38,7 +56,7 @@ class RunStats:
             "frames_per_s": (self.frames - fr) / dt, "latency_p50_ms": p50, "latency_p99_ms": p99,
             "events": self.events, "windows": self.windows, "frames": self.frames,
             "merged": self.merged, "dropped": self.dropped, "bad_events": self.outside + self.unordered,
-            "rejected_windows": self.rejected,
+            "rejected_windows": self.rejected, "behind_ms": None if self.behind_s is None else self.behind_s * 1e3,
         }
 
     @staticmethod
@@ -46,12 +64,15 @@ class RunStats:
         return (f"[{s['elapsed_s']:7.1f} s] {s['events_per_s'] / 1e6:6.2f} Mev/s  "
                 f"{s['windows_per_s']:6.1f} win/s  {s['frames_per_s']:6.1f} fps  "
                 f"latency p50 {s['latency_p50_ms']:.0f} ms p99 {s['latency_p99_ms']:.0f} ms  "
-                f"merged {s['merged']} dropped {s['dropped']} bad events {s['bad_events']}")
+                + (f"behind {s['behind_ms']:.0f} ms  " if s["behind_ms"] is not None else "")
+                + f"merged {s['merged']} dropped {s['dropped']} bad events {s['bad_events']}")
 
     def summary(self) -> str:
         el = time.monotonic() - self.t0
         p50, p99 = self.latency_ms()
         return (f"done: {self.events:,} events, {self.windows} windows, {self.frames} frames in {el:.2f} s "
                 f"({self.events / max(el, 1e-9) / 1e6:.2f} Mev/s, {self.frames / max(el, 1e-9):.1f} fps); "
-                f"latency p50 {p50:.0f} ms p99 {p99:.0f} ms; merged {self.merged}, dropped {self.dropped}, "
+                f"latency p50 {p50:.0f} ms p99 {p99:.0f} ms; "
+                + (f"behind at most {self.behind_max_s * 1e3:.0f} ms; " if self.behind_max_s is not None else "")
+                + f"merged {self.merged}, dropped {self.dropped}, "
                 f"bad events {self.outside + self.unordered}, rejected windows {self.rejected}")

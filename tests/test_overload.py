@@ -67,6 +67,7 @@ def test_slow_model_on_a_live_stream(policy):
     p50, p99 = stats.latency_ms()
     assert p99 < 400  # bounded: a few model periods, not the 2 s a growing queue would reach
     assert stats.frames < 60  # the model cannot do more than ~33 windows in 2 s
+    assert stats.behind_max_s < 0.2  # while reading keeps up with the camera's clock
     if policy == "merge":
         assert stats.merged > 50 and stats.dropped == 0
         assert model.events == stats.events == src.sent  # merging loses no event

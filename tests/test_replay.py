@@ -10,12 +10,14 @@ import h5py
 import numpy as np
 import pytest
 
-from streaming.config import RunConfig
+from streaming.config import RunConfig, load_config
 from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Writer
 from streaming.pipeline import Outputs, Pipeline
 from streaming.sources import H5Source, paced
+from streaming.stats import RunStats
 from streaming.video import event_image
+from streaming.windows import WindowPolicy
 from tests.conftest import REPO, free_port, run_cli, write_moving_edge
 
 
@@ -86,6 +88,22 @@ def test_a_per_event_model_gets_no_voxel_grids(edge_h5):
     assert cfg.model["type"] == "highpass" and pipe.ring.num_bins == 0
     assert pipe.run().frames > 0
 
+
+
+def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
+    """A model slower than real time stalls a 1x replay (a replay never drops events), so reading
+    falls behind the recording's clock: frame latency, counted from each window's close, does
+    not show it; `behind` does. A replay at max has no clock to be behind."""
+    def run(config: str, rate: float) -> RunStats:
+        cfg = load_config(config)
+        cfg.window, cfg.publish = WindowPolicy("ms", ms=5), f"tcp://127.0.0.1:{free_port()}"
+        return Pipeline(H5Source(edge_h5), cfg, rate, Outputs(stats_every_s=1e9), log=lambda s: None).run()
+
+    kept_up, stalled = run("highpass", 1.0), run("eventhdr_cpu", 1.0)
+    assert stalled.windows == kept_up.windows > 100  # every window, however late
+    assert kept_up.behind_max_s < 0.1 < 0.5 < stalled.behind_max_s
+    assert "behind at most" in stalled.summary()
+    assert run("highpass", float("inf")).behind_max_s is None
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)  # 600 ms: 30 windows of 20 ms

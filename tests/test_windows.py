@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.dvsources import Aedat4Source
@@ -75,6 +76,31 @@ def test_bounded_event_count_windows_on_the_street_recording():
     assert (sizes <= 1800).all() and (spans <= 50000).all()
     assert (spans[:-1][sizes[:-1] < 1800] == 50000).all()  # short of the count only when the clock ran out
     assert (sizes == 1800).sum() >= 5 and (sizes < 1800).sum() >= 5  # busier stretches end by count (12 of 48)
+
+
+@settings(max_examples=200, deadline=None)
+@given(gaps=st.lists(st.sampled_from([0, 0, 1, 7, 300, 2500]), min_size=1, max_size=200),
+       cuts=st.lists(st.integers(0, 200), max_size=30),
+       policy=st.sampled_from([WindowPolicy("ms", ms=1), WindowPolicy("events", events=7),
+                               WindowPolicy("events", events=7, max_ms=1)]))
+def test_windows_do_not_depend_on_how_the_stream_is_split_into_packets(gaps, cuts, policy):
+    """Windows span packets and packets span windows: the same events in other packets
+    give the same windows, event for event."""
+    n = len(gaps)
+    ev = EventPacket(np.cumsum(gaps).astype(np.int64), np.arange(n, dtype=np.uint16), np.zeros(n, np.uint16),
+                     np.ones(n, np.int8))
+
+    def windows(bounds):
+        w = Windower(policy)
+        out = [x for a, b in zip(bounds, bounds[1:]) for x in w.add_events(ev[a:b])] + w.flush()
+        return [(x.t_start_us, x.t_end_us, x.events.x.tolist()) for x in out]
+
+    split = sorted({0, n, *(c for c in cuts if c < n)})
+    whole = windows([0, n])
+    assert windows(split) == whole
+    assert sum(len(x) for _, _, x in whole) == n
+    if policy.policy == "ms":  # (an event-count window may share its first timestamp with the one before)
+        assert all(a <= ev.t[i] < b for a, b, x in whole for i in x)
 
 
 def test_frame_aligned_windows_follow_event_idx(tmp_path):
