@@ -11,7 +11,7 @@ class RunStats:
     """clock_rate: how fast the source's clock runs against the wall clock (1 for a camera, the
     replay rate for a paced recording); inf: no clock to keep up with (a replay at max)."""
 
-    def __init__(self, clock_rate: float = float("inf")):
+    def __init__(self, clock_rate: float):
         self.t0 = time.monotonic()
         self.events = self.windows = self.frames = 0
         self.merged = self.dropped = self.outside = self.unordered = self.rejected = 0

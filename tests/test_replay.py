@@ -89,7 +89,6 @@ def test_a_per_event_model_gets_no_voxel_grids(edge_h5):
     assert pipe.run().frames > 0
 
 
-
 def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
     """A model slower than real time stalls a 1x replay (a replay never drops events), so reading
     falls behind the recording's clock: frame latency, counted from each window's close, does
@@ -104,6 +103,7 @@ def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
     assert kept_up.behind_max_s < 0.1 < 0.5 < stalled.behind_max_s
     assert "behind at most" in stalled.summary()
     assert run("highpass", float("inf")).behind_max_s is None
+
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)  # 600 ms: 30 windows of 20 ms
