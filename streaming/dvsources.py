@@ -65,8 +65,8 @@ def _load_converter() -> None:
 @numba.njit(nogil=True, cache=True)
 def _split_records(a, t, x, y, p):
     """One pass over dv's records. numpy's four strided field casts take 3x as long
-    (bench.dvio); with them, a live reader at 60 Mev/s (640x480, 2 cores shared with the
-    sender) fell behind and the sender dropped a third of the events (bench.pipeline)."""
+    (bench.dvio), and with them a live reader at 60 Mev/s (640x480, 2 cores shared with the
+    sender) fell further behind, so the sender dropped more events (README, measured)."""
     for i in range(a.shape[0]):
         t[i] = a[i]["timestamp"]
         x[i] = a[i]["x"]
