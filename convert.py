@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
+from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, check_h5_name, parse_size
 from streaming.datatypes import InputError, ReferenceFrame
 from streaming.exits import run_main
 from streaming.h5format import EventH5Writer
@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if out.resolve() == Path(args.file).resolve():
         raise InputError(f"{out}: the output would replace the recording it is converted from")
+    check_h5_name(out, "output")
     src = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     try:
         with EventH5Writer(out, src.height, src.width) as writer:

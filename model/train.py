@@ -44,16 +44,26 @@ class ClipDataset:
     """Every recording's frame-aligned voxel grids and ground truth, held in memory."""
 
     def __init__(self, paths: list[Path], bins: int = 5):
-        self.grids, self.truth, self.p99 = [], [], []
+        self.paths, self.grids, self.truth, self.p99 = list(paths), [], [], []
         for p in tqdm(paths, desc="loading recordings"):
             src = open_recording(str(p))
             wins = list(voxel_windows(src, WindowPolicy("frames"), bins))
             src.close()
+            if len(wins) < 3:
+                raise InputError(f"{p}: needs at least 3 intensity frames to train on, has {len(wins)}")
             self.grids.append(np.stack([w.grid for w in wins]).astype(np.float16))
             self.truth.append(np.stack([w.reference.image for w in wins]).astype(np.float32))
             self.p99.append(np.percentile(self.truth[-1], 99, axis=(1, 2)))
         if not self.grids:
             raise InputError("no training recordings found")
+
+    def check(self, clip: int, crop: int) -> None:
+        """Every recording must hold a clip (its windows and a neighbour each side) and a crop."""
+        for p, g in zip(self.paths, self.grids):
+            if len(g) < clip + 2:
+                raise InputError(f"{p}: {len(g)} frames, too few for --clip {clip} (needs {clip + 2})")
+            if min(g.shape[2:]) < crop:
+                raise InputError(f"{p}: frames of {g.shape[2]}x{g.shape[3]}, too small for --crop {crop}")
 
     def sample(self, rng, batch: int, clip: int, crop: int, scale: str = "frames"):
         """(grids (B, clip+2, C, crop, crop), truth (B, clip, crop, crop)): window k+1's ground
@@ -156,8 +166,16 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
                     help="where to train (default auto: the first CUDA GPU torch sees, else the CPU)")
     args = ap.parse_args(argv)
+    for flag in ("iters", "batch", "clip", "tbptt", "crop", "lr"):
+        if not 0 < getattr(args, flag) < math.inf:
+            raise InputError(f"--{flag} must be positive, got {getattr(args, flag)}")
     if args.crop % 16:
         raise InputError(f"--crop {args.crop}: must be a multiple of 16")
+    if not 0 <= args.burn_in < args.clip:
+        raise InputError(f"--burn-in {args.burn_in}: must be at least 0 and less than --clip ({args.clip}), "
+                         "or no output is scored")
+    if args.threads < 0:
+        raise InputError(f"--threads {args.threads}: give a positive count, or 0 for torch's default")
     if args.threads:
         torch.set_num_threads(args.threads)
     from model.evaluate import recordings
@@ -187,6 +205,7 @@ def main(argv=None) -> int:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
                                                    last_epoch=start - 1)
     data = ClipDataset(recordings(args.data))
+    data.check(args.clip, args.crop)
     log = open(out / "train.log", "a")
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
     t0 = time.monotonic()

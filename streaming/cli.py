@@ -3,12 +3,15 @@ handling is streaming.exits."""
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
+from pathlib import Path
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
 from streaming.datatypes import InputError
 from streaming.pipeline import Outputs
 from streaming.protocol import DEFAULT_ADDRESS
+from streaming.sources import H5_SUFFIXES
 from streaming.windows import WindowPolicy
 
 EPILOG = f"""\
@@ -75,7 +78,20 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     raise InputError(f"bad --sensor-size {text!r}: give HEIGHTxWIDTH, e.g. 260x346")
 
 
+def check_h5_name(path: str | Path, what: str) -> None:
+    """HDF5 goes out under an HDF5 suffix only: an out.mp4 or out.aedat4 would mislead every reader."""
+    if Path(path).suffix.lower() not in H5_SUFFIXES:
+        raise InputError(f"{what} {path}: this writes HDF5; name the file {' or '.join(H5_SUFFIXES)}")
+
+
 def run_config(args) -> RunConfig:
+    """The configuration the flags select; bad flags end here, before any source is opened."""
+    for flag in ("max_seconds", "stats_every"):
+        seconds = getattr(args, flag)
+        if seconds is not None and not 0 < seconds < math.inf:
+            raise InputError(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {seconds:g}")
+    if args.record:
+        check_h5_name(args.record, "--record")
     cfg = load_config(args.config)
     if args.model:
         cfg.model = model_from_flag(args.model)

@@ -69,13 +69,14 @@ def test_hdf5_with_16_bit_and_linear_frames_round_trips(tmp_path):
     ("too small", "lies outside the 100x100 sensor; give the sensor's size with --sensor-size"),
     ("onto itself", "the output would replace the recording"),
     ("no size", "the header gives no sensor size"),
+    ("not HDF5", "this writes HDF5; name the file .h5"),
 ])
 def test_bad_conversions_give_one_line_and_leave_no_file(tmp_path, case, message):
     src = tmp_path / "in.raw"
     src.write_bytes(EVT2.read_bytes())
-    out = {"onto itself": src}.get(case, tmp_path / "out.h5")
+    out = {"onto itself": src, "not HDF5": tmp_path / "out.aedat4"}.get(case, tmp_path / "out.h5")
     flags = {"too small": ["--sensor-size", "100x100"], "onto itself": ["--sensor-size", "480x640"]}.get(case, [])
     r = run_cli("convert.py", src, out, *flags)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert src.read_bytes() == EVT2.read_bytes()
-    assert not (tmp_path / "out.h5").exists()
+    assert not (tmp_path / "out.h5").exists() and not (tmp_path / "out.aedat4").exists()

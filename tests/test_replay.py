@@ -172,6 +172,8 @@ def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     (["--rate", "fast"], "bad --rate"), (["--rate", "0x"], "bad --rate"), (["--config", "nope"], "no config"),
     (["--model", "missing.pth"], "no such checkpoint"), (["--window-ms", "-3"], "must be at least"),
     (["--window-events", "100", "--window-max-ms", "0.0001"], "must be at least 0.001 ms"),
+    (["--max-seconds", "0"], "--max-seconds must be a positive"), (["--max-seconds", "inf"], "got inf"),
+    (["--stats-every", "-1"], "--stats-every must be a positive"), (["--record", "out.mp4"], "this writes HDF5"),
 ])
 def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
     r = run_cli("run_replay.py", edge_h5, *flags)

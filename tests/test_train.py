@@ -50,6 +50,25 @@ def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path, device):
     assert [e["iter"] for e in log] == [1, 2, 3]
 
 
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "s.h5"
+    render_sequence(path, seed=6, height=48, width=64, seconds=0.6)  # 16 frames of 48x64
+    return path
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lr", "0"], "--lr must be positive"), (["--burn-in", "4"], "less than --clip (4)"),
+    (["--clip", "15"], "16 frames, too few for --clip 15 (needs 17)"),
+    (["--crop", "64"], "frames of 48x64, too small for --crop 64"),
+])
+def test_train_cli_bad_settings_give_one_line(short_clip, tmp_path, flags, message):
+    r = run_cli("train.py", short_clip, "--out", tmp_path / "run", "--clip", "4", "--iters", "1", *flags)
+    last = r.stderr.strip().splitlines()[-1]  # after the loading bar, where the data were read
+    assert r.returncode == 2 and last.startswith("error:") and message in last, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run" / "model.pth").exists()
+
+
 LIVE_ONLY = ("zmq", "av", "dv_processing", "pygame", "rosbags")  # absent from a GPU machine's own Python
 
 
