@@ -4,6 +4,7 @@
               encoding: "linear", latency_ms}; payload: the raw C-order (height, width) array.
 - b"preview": the same header with dtype "uint8", encoding "tonemapped".
 - b"stats":   a JSON header only.
+Headers are strict JSON (no NaN or Infinity, which most languages' parsers refuse).
 A consumer needs nothing but pyzmq and numpy: see README.md.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ def frame_header(frame: Frame, image: np.ndarray, encoding: str) -> bytes:
         "v": VERSION, "seq": frame.seq, "t_start_us": frame.t_start_us, "t_end_us": frame.t_end_us,
         "height": image.shape[0], "width": image.shape[1], "dtype": str(image.dtype),
         "encoding": encoding, "latency_ms": round(frame.latency_s * 1e3, 3),
-    }).encode()
+    }, allow_nan=False).encode()
 
 
 def encode_frame(frame: Frame) -> list[bytes]:
@@ -38,7 +39,7 @@ def encode_preview(frame: Frame, image_u8: np.ndarray) -> list[bytes]:
 
 
 def encode_stats(stats: dict) -> list[bytes]:
-    return [b"stats", json.dumps({"v": VERSION, **stats}).encode()]
+    return [b"stats", json.dumps({"v": VERSION, **stats}, allow_nan=False).encode()]
 
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:

@@ -37,9 +37,11 @@ class RunStats:
         self.frames += 1
         self._latency.append(latency_s)
 
-    def latency_ms(self) -> tuple[float, float]:
+    def latency_ms(self) -> tuple[float, float] | tuple[None, None]:
+        """p50 and p99 of recent frames; None before the first (the stats message's null: JSON
+        has no NaN, and strict parsers refuse one)."""
         if not self._latency:
-            return float("nan"), float("nan")
+            return None, None
         p50, p99 = np.percentile(np.fromiter(self._latency, float), [50, 99])
         return p50 * 1e3, p99 * 1e3
 
@@ -63,7 +65,7 @@ class RunStats:
     def line(s: dict) -> str:
         return (f"[{s['elapsed_s']:7.1f} s] {s['events_per_s'] / 1e6:6.2f} Mev/s  "
                 f"{s['windows_per_s']:6.1f} win/s  {s['frames_per_s']:6.1f} fps  "
-                f"latency p50 {s['latency_p50_ms']:.0f} ms p99 {s['latency_p99_ms']:.0f} ms  "
+                f"{_latency(s['latency_p50_ms'], s['latency_p99_ms'])}  "
                 + (f"behind {s['behind_ms']:.0f} ms  " if s["behind_ms"] is not None else "")
                 + f"merged {s['merged']} dropped {s['dropped']} bad events {s['bad_events']}")
 
@@ -72,7 +74,11 @@ class RunStats:
         p50, p99 = self.latency_ms()
         return (f"done: {self.events:,} events, {self.windows} windows, {self.frames} frames in {el:.2f} s "
                 f"({self.events / max(el, 1e-9) / 1e6:.2f} Mev/s, {self.frames / max(el, 1e-9):.1f} fps); "
-                f"latency p50 {p50:.0f} ms p99 {p99:.0f} ms; "
+                f"{_latency(p50, p99)}; "
                 + (f"behind at most {self.behind_max_s * 1e3:.0f} ms; " if self.behind_max_s is not None else "")
                 + f"merged {self.merged}, dropped {self.dropped}, "
                 f"bad events {self.outside + self.unordered}, rejected windows {self.rejected}")
+
+
+def _latency(p50: float | None, p99: float | None) -> str:
+    return "latency -" if p50 is None else f"latency p50 {p50:.0f} ms p99 {p99:.0f} ms"

@@ -1,4 +1,5 @@
 """The replay path end to end, as a user runs it: real HDF5 files, real sockets, real processes."""
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from streaming.config import RunConfig, load_config
 from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Writer
 from streaming.pipeline import Outputs, Pipeline
+from streaming.protocol import encode_stats
 from streaming.sources import H5Source, paced
 from streaming.stats import RunStats
 from streaming.video import event_image
@@ -103,6 +105,21 @@ def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
     assert kept_up.behind_max_s < 0.1 < 0.5 < stalled.behind_max_s
     assert "behind at most" in stalled.summary()
     assert run("highpass", float("inf")).behind_max_s is None
+
+
+def test_stats_before_the_first_frame_are_strict_json():
+    """A slow network's first stats message comes before its first frame: no latency yet is
+    null, not NaN, which JSON does not have (JavaScript's JSON.parse and serde refuse it)."""
+    def no_constants(name):
+        raise AssertionError(f"{name} in a stats header")
+
+    stats = RunStats(clock_rate=1.0)
+    header = json.loads(encode_stats(stats.snapshot())[1], parse_constant=no_constants)
+    assert header["latency_p50_ms"] is None and header["latency_p99_ms"] is None
+    assert "latency -" in RunStats.line(header) and "latency -" in stats.summary()
+    stats.frame_out(0.012)
+    header = json.loads(encode_stats(stats.snapshot())[1], parse_constant=no_constants)
+    assert header["latency_p50_ms"] == pytest.approx(12.0)
 
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
