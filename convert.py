@@ -53,8 +53,8 @@ def _copy(src, writer: EventH5Writer, name: str) -> tuple[int, int]:
         if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
             raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
         if item.x.max() >= src.width or item.y.max() >= src.height:
-            raise InputError(f"{name}: an event near event {events} lies outside the {src.height}x{src.width} "
-                             f"sensor; give the sensor's size with --sensor-size HxW")
+            raise InputError(f"{name}: an event near event {events} lies outside the {src.width}x{src.height} "
+                             f"sensor (width x height); give the sensor's size with --sensor-size HxW (height first)")
         writer.add_events(item)
         events, last_t = events + len(item), int(item.t[-1])
     return events, images

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
+from pathlib import Path
+
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
                            run_config)
+from streaming.datatypes import InputError
 from streaming.exits import run_main
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
@@ -18,6 +21,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rate = parse_rate(args.rate)
     cfg = run_config(args)
+    if args.record and Path(args.record).resolve() == Path(args.file).resolve():
+        raise InputError(f"--record {args.record}: that is the recording being replayed")
     source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
           f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)

@@ -11,6 +11,7 @@ window also closes when the pipeline ends.
 """
 import argparse
 import os
+import sys
 
 import zmq
 
@@ -41,6 +42,11 @@ def main(argv=None) -> int:
                          f"{DEFAULT_ADDRESS}") from None
     for topic in (b"preview", b"stats"):
         sock.setsockopt(zmq.SUBSCRIBE, topic)
+    if sys.platform.startswith("linux") and not any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
+        # else SDL complains about XDG_RUNTIME_DIR and opens a window nobody sees
+        raise InputError("cannot open a window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+                         "run it where there is a display")
     try:
         pygame.display.init()
         screen = pygame.display.set_mode((320, 240))

@@ -53,13 +53,18 @@ def _readable(name: str) -> str:
 
 def _reason(e: Exception) -> str:
     """One line from torch.load's error. Weights-only refusals bury the cause (the line naming the
-    GLOBAL) under advice to turn the check off, and end it with advice to allow-list the global."""
+    GLOBAL or the operand) under advice to turn the check off, which must not be passed on, and
+    end it with advice to allow-list the global."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
-    cause = next((line for line in lines if "GLOBAL" in line), lines[0])
-    return f"{type(e).__name__}: {cause.split(' Please use')[0]}"
+    cause = next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported operand")), lines[0])
+    return f"{type(e).__name__}: {cause.split(' Please use')[0].split(' In PyTorch 2.6')[0]}"
 
 
 def _unpickle(path: Path) -> object:
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch.save: a zip archive, or (before 1.6) a pickle
+        raise InputError(f"checkpoint {path}: not a PyTorch checkpoint (torch.save writes a zip archive or a pickle)")
     with torch.serialization.safe_globals(_SAFE_GLOBALS):
         try:
             refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)

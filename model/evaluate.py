@@ -22,7 +22,7 @@ from model.factory import make_reconstructor
 from model.metrics import sequence_metrics
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
-from streaming.exits import run_main
+from streaming.exits import check_output_folder, run_main
 from streaming.offline import voxel_windows
 from streaming.sources import is_ros2_bag, open_recording
 from streaming.windows import WindowPolicy
@@ -74,11 +74,15 @@ def checkpoint_labels(paths: list[str]) -> list[str]:
 
 
 def recordings(paths) -> list[Path]:
+    """Files as named, and the .h5 files of folders (a ROS 2 bag's folder is one recording)."""
     files = []
     for p in map(Path, paths):
-        files += sorted(p.glob("*.h5")) if p.is_dir() and not is_ros2_bag(p) else [p]
-    if not files:
-        raise InputError("no recordings to evaluate")
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+        found = sorted(p.glob("*.h5")) if p.is_dir() and not is_ros2_bag(p) else [p]
+        if not found:
+            raise InputError(f"{p}: holds no .h5 recordings")
+        files += found
     return files
 
 
@@ -95,6 +99,10 @@ def main(argv=None) -> int:
     models = {"highpass": {"type": "highpass"}}
     models.update({label: model_from_flag(m) for label, m in zip(checkpoint_labels(args.model), args.model)})
     models.update({c: load_config(c).model for c in args.config})
+    for cfg in models.values():  # a bad checkpoint or config is one line before any work
+        make_reconstructor(cfg, 16, 16, "cpu")
+    if args.out:
+        check_output_folder(args.out, "--out")
     per_file = {str(f): evaluate_file(f, models, device=device)
                 for f in tqdm(recordings(args.recordings), desc="evaluating")}
     text = table(per_file)

@@ -17,5 +17,8 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
                 settings.get("contrast", 1) == 0:
             raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, got {settings}")
         return HighPassFilter(height, width, **settings)
+    if not model_cfg.get("weights"):  # random weights give noise that looks like a broken program
+        raise InputError("model eventhdr has no weights: give --model CHECKPOINT (the official EventHDR "
+                         "checkpoint, or ours: --config eventhdr_cpu), or set weights: in the config")
     from model.stream import load_eventhdr
     return load_eventhdr(model_cfg.get("weights"), model_cfg.get("arch"), height, width, resolve_device(device))

@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--count must be in 1..{SEEDS_PER_SPLIT}")
     if args.seconds <= 0 or args.gt_fps <= 0:
         ap.error("--seconds and --gt-fps must be positive")
+    if args.seconds * args.gt_fps < 2 - 1e-9:  # frames at both ends of each interval
+        ap.error(f"--seconds {args.seconds:g} at --gt-fps {args.gt_fps:g} gives fewer than 3 frames; "
+                 "training and evaluation need at least 3")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         ap.error(f"{args.out_dir} is a file; OUT_DIR must be a directory")
     args.out_dir.mkdir(parents=True, exist_ok=True)

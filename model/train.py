@@ -181,8 +181,10 @@ def main(argv=None) -> int:
     from model.evaluate import recordings
     device = resolve_device(args.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config)
+    if cfg.model["type"] != "eventhdr":
+        raise InputError(f"--config {args.config}: its model is {cfg.model['type']}, which has nothing to train; "
+                         "give an EventHDR configuration (eventhdr_cpu, eventhdr, or a YAML with an arch)")
     if args.init:
         arch, state_dict = load_checkpoint(args.init)
     else:
@@ -201,11 +203,15 @@ def main(argv=None) -> int:
         optimiser.load_state_dict(last["optimiser"])
         rng.bit_generator.state = last["rng"]
         start = last["iter"]
+        if start > args.iters:
+            raise InputError(f"{out} is at iteration {start} already: give --iters {start} or more to resume or "
+                             f"lengthen it, or another --out for a new run")
     # built after resuming, so that a resumed run may also be lengthened with a larger --iters
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
                                                    last_epoch=start - 1)
     data = ClipDataset(recordings(args.data))
     data.check(args.clip, args.crop)
+    out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
     log = open(out / "train.log", "a")
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
     t0 = time.monotonic()

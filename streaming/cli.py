@@ -9,13 +9,14 @@ from pathlib import Path
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
 from streaming.datatypes import InputError
+from streaming.exits import check_output_folder
 from streaming.pipeline import Outputs
 from streaming.protocol import DEFAULT_ADDRESS
 from streaming.sources import H5_SUFFIXES
 from streaming.windows import WindowPolicy
 
 EPILOG = f"""\
-output:
+where the frames go:
   Frames are published over ZeroMQ (default {DEFAULT_ADDRESS}) as multipart messages
   [topic, JSON header, payload] on the topics `frame` (linear float32 HDR), `preview`
   (uint8, tone-mapped) and `stats`; see README.md for a ten-line consumer.
@@ -92,6 +93,9 @@ def run_config(args) -> RunConfig:
             raise InputError(f"--{flag.replace('_', '-')} must be a positive number of seconds, got {seconds:g}")
     if args.record:
         check_h5_name(args.record, "--record")
+    for flag in ("record", "video"):
+        if getattr(args, flag):
+            check_output_folder(getattr(args, flag), f"--{flag}")
     cfg = load_config(args.config)
     if args.model:
         cfg.model = model_from_flag(args.model)

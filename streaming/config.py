@@ -40,7 +40,7 @@ def load_config(name: str | None = None) -> RunConfig:
     path = _find(name) if name else DEFAULT_CONFIG
     try:
         raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of settings")

@@ -4,8 +4,17 @@ Kept apart from streaming.cli (the live fronts' options, which pull in ZeroMQ an
 the offline tools (train.py, evaluate.py) run where the live fronts' packages are missing, such
 as a GPU machine's own Python."""
 import sys
+from pathlib import Path
 
 from streaming.datatypes import InputError
+
+
+def check_output_folder(path: str | Path, what: str) -> None:
+    """Checked before any work: a missing folder found as the file is first written, at the end
+    of a long evaluation or at a replay's first frame, would cost that work."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise InputError(f"{what} {path}: there is no folder {folder}")
 
 
 def run_main(main) -> None:

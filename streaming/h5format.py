@@ -86,7 +86,8 @@ class EventH5Reader:
         if out.any():
             i = int(np.flatnonzero(out)[0])
             raise InputError(f"{self.path}: event {start + i} at (x={x[i]}, y={y[i]}) lies outside the "
-                             f"{self.width}x{self.height} sensor; fix sensor_resolution or pass --sensor-size HxW")
+                             f"{self.width}x{self.height} sensor (width x height); fix sensor_resolution or pass "
+                             f"--sensor-size HxW (height first)")
 
     def chunks(self, chunk: int = CHUNK_EVENTS):
         for s in range(0, self.num_events, chunk):

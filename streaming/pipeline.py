@@ -52,6 +52,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
+        if outputs.wait_subscribers > 0:
+            self.log(f"waiting for {outputs.wait_subscribers} subscriber(s) on {cfg.publish}")
         self._publisher = Publisher(cfg.publish, outputs.wait_subscribers)
         attrs = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
                  "source": source.description}
@@ -94,9 +96,8 @@ class Pipeline:
                     self.ring.put(w)
                 if reached:
                     break
-            else:
-                for w in windower.flush():
-                    self.ring.put(w)
+            for w in windower.flush():  # the window open at the end (or at --max-seconds) is one too
+                self.ring.put(w)
         except BaseException as e:  # surfaced by run() in the main thread
             self._reader_error = e
         finally:

@@ -4,9 +4,12 @@ from __future__ import annotations
 import time
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streaming.datatypes import Frame, InputError
 from streaming.protocol import encode_frame, encode_preview, encode_stats
+
+SETTLE_S = 0.1  # quiet after the last handshake: the subscriptions that follow it have arrived
 
 
 class Publisher:
@@ -27,15 +30,35 @@ class Publisher:
         self._wait(wait_subscribers, wait_timeout_s)
 
     def _wait(self, n: int, timeout_s: float) -> None:
-        """Block until n subscriptions arrived, so that no early frame is lost to them."""
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        while seen < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000)):
-                raise InputError(f"no subscriber connected to {self.address} within {timeout_s:g} s")
-            if self._sock.recv()[:1] == b"\x01":
-                seen += 1
+        """Block until n subscribers are connected and their subscriptions are in, so that no
+        early frame is lost to them. Subscriptions cannot be counted as subscribers: one SUB
+        sends one per topic, and XPUB passes on only the first subscription to a topic. So
+        peers are counted by their handshakes, and their subscriptions (sent right after it)
+        are in once the socket has been quiet for SETTLE_S."""
+        if n <= 0:
+            return
+        monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        deadline, peers = time.monotonic() + timeout_s, 0
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise InputError(f"{peers} of {n} subscribers connected to {self.address} "
+                                     f"within {timeout_s:g} s")
+                ready = dict(poller.poll(int(min(left, SETTLE_S) * 1000)))
+                if monitor in ready:
+                    recv_monitor_message(monitor)
+                    peers += 1
+                if self._sock in ready:
+                    self._sock.recv()  # a new topic's subscription (polling applies every one)
+                if not ready and peers >= n:
+                    return
+        finally:
+            self._sock.disable_monitor()
+            monitor.close(0)
 
     def frame(self, frame: Frame, preview_u8=None) -> None:
         self._sock.send_multipart(encode_frame(frame), copy=False)

@@ -56,15 +56,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Record the `frame` topic of a running pipeline to HDF5.")
     ap.add_argument("out", help="output .h5 file")
     ap.add_argument("--connect", default=DEFAULT_ADDRESS, help=f"publisher address (default {DEFAULT_ADDRESS})")
-    ap.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: until Ctrl-C)")
+    ap.add_argument("--max-frames", type=int, default=0,
+                    help="stop after this many frames (0: when the pipeline ends, or Ctrl-C)")
     args = ap.parse_args(argv)
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.connect(args.connect)
     sock.setsockopt(zmq.SUBSCRIBE, b"frame")
+    sock.setsockopt(zmq.SUBSCRIBE, b"stats")  # for the final one: the pipeline has ended
     rec = None
     try:
         while not args.max_frames or rec is None or rec.count < args.max_frames:
-            _, h, img = decode(sock.recv_multipart())
+            topic, h, img = decode(sock.recv_multipart())
+            if topic == "stats":
+                if h.get("final"):
+                    break
+                continue
             if rec is None:
                 rec = FrameRecorder(args.out, h["height"], h["width"], {"source": args.connect})
             rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)

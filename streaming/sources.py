@@ -51,6 +51,8 @@ def is_ros2_bag(path: str | Path) -> bool:
 
 def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic: str | None = None) -> Source:
     """topic: a ROS bag's event topic (where it holds more than one camera's)."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: no such file or folder")
     suffix = Path(path).suffix.lower()
     bag = suffix == ".bag" or is_ros2_bag(path)
     if topic is not None and not bag:

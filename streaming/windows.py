@@ -63,12 +63,14 @@ class Windower:
         self._consumed = 0  # global index of the first pending event
         self._t_start: int | None = None
         self._refs: list[ReferenceFrame] = []  # not yet attached (ms/events) or not yet cut (frames)
+        self._framed = False  # a reference frame has come
 
     def add_reference(self, ref: ReferenceFrame) -> list[ClosedWindow]:
         if self.policy.policy == "frames" and ref.event_idx < 0:
             raise InputError("frame-aligned windows need reference frames with event indices; "
                              "this source has none: use --window-ms or --window-events")
         self._refs.append(ref)
+        self._framed = True
         return self._cut_frames() if self.policy.policy == "frames" else []
 
     def add_events(self, ev: EventPacket) -> list[ClosedWindow]:
@@ -82,6 +84,9 @@ class Windower:
 
     def flush(self) -> list[ClosedWindow]:
         """End of input: the partial last window (never in frame-aligned mode: no image ends it)."""
+        if self.policy.policy == "frames" and self._n_pending and not self._framed:
+            raise InputError("frame-aligned windows (--window frames) need the recording's intensity frames, "
+                             "and it has none: use --window-ms or --window-events")
         if self.policy.policy == "frames" or self._n_pending == 0:
             return []
         ev = self._take(self._n_pending)

@@ -141,14 +141,16 @@ def _reshaped(key):
 
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
-    (b"not a checkpoint at all", "cannot be read as a safe PyTorch checkpoint"),
+    (b"not a checkpoint at all", "not a PyTorch checkpoint"),
+    (b"PK\x03\x04 a damaged zip archive", "cannot be read as a safe PyTorch checkpoint"),
+    (b"\x80\x02K\x07.", "cannot be read as a safe PyTorch checkpoint"),  # a pickle of 7, not torch.save's
     ([1, 2, 3], "no state_dict of tensors"),
     ({"state_dict": {"model.conv_first.weight": "text"}}, "no state_dict of tensors"),
     ({"state_dict": {}}, "no tensor model.conv_first.weight"),
     (_without("model.fusion.spatial_attn3.bias"), "missing 1 (model.fusion.spatial_attn3.bias)"),
     ({"state_dict": {**small_wrapper().state_dict(), "model.extra.weight": torch.zeros(1)}}, "unexpected 1"),
     (_reshaped("model.pcd_align.feat_conv.l1.bias"), "wrong shape 1 (model.pcd_align.feat_conv.l1.bias)"),
-], ids=["missing-file", "garbage", "not-a-dict", "not-tensors", "empty", "missing-key", "extra-key", "shape"])
+], ids=["missing-file", "garbage", "damaged-zip", "plain-pickle", "not-a-dict", "not-tensors", "empty", "missing-key", "extra-key", "shape"])
 def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     path = tmp_path / "bad.pth"
     if isinstance(content, bytes):
@@ -158,3 +160,4 @@ def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     with pytest.raises(InputError) as e:
         load_checkpoint(path)
     assert str(path) in str(e.value) and message in str(e.value) and "\n" not in str(e.value)
+    assert "weights_only" not in str(e.value)  # torch's advice to turn the safety check off is not passed on

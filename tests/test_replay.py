@@ -37,23 +37,27 @@ def test_pacing_follows_event_time(tmp_path, rate):
     assert abs((last - first) - want) < 0.1 * want  # bench/pipeline.py reports the exact figure
 
 
-def test_subscriber_in_another_process_receives_every_frame(tmp_path):
+def test_subscribers_in_other_processes_receive_every_frame(tmp_path):
+    """Two subscribers to the same topics: XPUB passes on only the first subscription to a
+    topic, so --wait-subscribers 2 must count connections, not subscriptions."""
     write_moving_edge(tmp_path / "r.h5", seconds=1.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sub = subprocess.Popen([sys.executable, "examples/subscribe.py", address], cwd=REPO, env=env,
-                           stdout=subprocess.PIPE, text=True)
+    subs = [subprocess.Popen([sys.executable, "examples/subscribe.py", address], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-ms", "20", "--publish", address,
-                    "--wait-subscribers", "1", "--record", tmp_path / "out.h5")
+                    "--wait-subscribers", "2", "--record", tmp_path / "out.h5")
         assert r.returncode == 0, r.stderr
-        out, _ = sub.communicate(timeout=30)
+        outs = [sub.communicate(timeout=30)[0] for sub in subs]
     finally:
-        sub.kill()
-    seqs = [int(line.split()[0]) for line in out.splitlines()]
+        for sub in subs:
+            sub.kill()
     with h5py.File(tmp_path / "out.h5", "r") as f:
         recorded = f["seq"][:]
-    assert seqs == list(range(50)) == recorded.tolist()  # 1 s in 20 ms windows, none lost
+    assert recorded.tolist() == list(range(50))  # 1 s in 20 ms windows
+    for out in outs:
+        assert [int(line.split()[0]) for line in out.splitlines()] == list(range(50))  # none lost to either
 
 
 def test_recording_and_video(tmp_path):
@@ -107,6 +111,15 @@ def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
     assert run("highpass", float("inf")).behind_max_s is None
 
 
+def test_max_seconds_keeps_the_last_window(tmp_path):
+    ev = write_moving_edge(tmp_path / "r.h5", seconds=1.0)
+    cfg = RunConfig(window=WindowPolicy("ms", ms=25), publish=f"tcp://127.0.0.1:{free_port()}")
+    stats = Pipeline(H5Source(tmp_path / "r.h5"), cfg, float("inf"), Outputs(stats_every_s=1e9), max_seconds=0.5,
+                     log=lambda s: None).run()
+    assert stats.events == np.count_nonzero(ev.t < ev.t[0] + 500_000)
+    assert stats.windows == stats.frames == 20  # 0.5 s of 25 ms windows, the last one too
+
+
 def test_stats_before_the_first_frame_are_strict_json():
     """A slow network's first stats message comes before its first frame: no latency yet is
     null, not NaN, which JSON does not have (JavaScript's JSON.parse and serde refuse it)."""
@@ -123,11 +136,12 @@ def test_stats_before_the_first_frame_are_strict_json():
 
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
+    """It records every frame and ends when the pipeline does."""
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)  # 600 ms: 30 windows of 20 ms
     address = f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address,
-                            "--max-frames", "30"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-ms", "20", "--publish", address,
                     "--wait-subscribers", "1")
@@ -159,6 +173,7 @@ def test_killed_recorder_leaves_a_readable_file(tmp_path):
 
 def _bad_files(d):
     (d / "notes.h5").write_text("not hdf5")
+    (d / "clip.mp4").write_bytes(bytes(16))
     with h5py.File(d / "nodata.h5", "w") as f:
         f["events/xs"] = np.zeros(3, np.int16)
     def events(name, ts, xs, res=(10, 10)):

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, free_port
 
 HEADLESS = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL's window without a screen
@@ -24,8 +26,11 @@ def test_the_viewer_shows_a_replay_until_it_ends(edge_h5):
     assert received == frames == 40 and 1 <= shown <= received  # every preview arrived; the newest were shown
 
 
-def test_the_viewer_without_a_screen_says_so_in_one_line():
-    env = {**HEADLESS, "SDL_VIDEODRIVER": "x11", "DISPLAY": ":99"}  # no X server there
+@pytest.mark.parametrize("display", [{"SDL_VIDEODRIVER": "x11", "DISPLAY": ":99"},  # no X server there
+                                     {}])  # no display at all: SDL would fall back to an unseen window
+def test_the_viewer_without_a_screen_says_so_in_one_line(display):
+    env = {**{k: v for k, v in HEADLESS.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")},
+           **display}
     r = subprocess.run([sys.executable, "view.py", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot open a window" in r.stderr, r.stderr

@@ -6,7 +6,7 @@ from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.dvsources import Aedat4Source
 from streaming.sources import H5Source
 from streaming.windows import WindowPolicy, Windower
-from tests.conftest import STREET_AEDAT4, write_moving_edge
+from tests.conftest import REPO, STREET_AEDAT4, free_port, run_cli, write_moving_edge
 
 
 def cut(path, policy):
@@ -121,6 +121,13 @@ def test_frame_aligned_windows_follow_event_idx(tmp_path):
 def test_frame_aligned_windows_need_event_indices():
     with pytest.raises(InputError, match="frame-aligned"):
         Windower(WindowPolicy("frames")).add_reference(ReferenceFrame(0, np.zeros((2, 2), np.float32)))
+
+
+def test_frame_aligned_windows_of_a_recording_without_frames_are_one_line():
+    """A Prophesee sensor has no intensity frames: the run ends with one line, not 0 frames."""
+    r = run_cli("run_replay.py", REPO / "tests/data/prophesee/evt3_wrap.raw", "--window", "frames", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "has none: use --window-ms" in r.stderr, r.stderr
 
 
 def test_bad_policies_are_user_errors():
