@@ -220,6 +220,7 @@ class PropheseeSource:
             whole = len(chunk) // decoder.record * decoder.record
             ev = decoder.decode(np.frombuffer(chunk, decoder.word, whole // decoder.word.itemsize))
             if len(ev):
+                self._check_inside(ev)
                 n += len(ev)
                 yield ev
             if decoder.backwards_at >= 0:
@@ -228,6 +229,16 @@ class PropheseeSource:
                                  f"backwards there (a damaged file, or not the encoding its header names)")
         if n == 0:
             raise InputError(f"{self._path}: the file holds no change-detection events")
+
+    def _check_inside(self, ev) -> None:
+        """A recording's events off its sensor mean a wrong size (a header's or --sensor-size):
+        one line, as for HDF5 files, rather than a replay that drops them as a live run would."""
+        out = (ev.x >= self.width) | (ev.y >= self.height)
+        if out.any():
+            i = int(np.argmax(out))
+            raise InputError(f"{self._path}: an event at (x={ev.x[i]}, y={ev.y[i]}) lies outside the "
+                             f"{self.width}x{self.height} sensor (width x height); pass the sensor's size with "
+                             f"--sensor-size HxW (height first)")
 
     def close(self):
         self._f.close()

@@ -153,3 +153,6 @@ def test_sensor_size_from_the_command_line_or_the_header(tmp_path):
     override = PropheseeSource(EVT3, (800, 1400))
     assert (override.height, override.width) == (800, 1400)
     override.close()
+    r = run_cli("run_replay.py", EVT2, "--sensor-size", "200x300", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")  # a size too small: not a replay that drops events
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lies outside the 300x200 sensor" in r.stderr, r.stderr
