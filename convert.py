@@ -2,6 +2,8 @@
 """Convert an event recording to the HDF5 layout of the EventHDR dataset and event_cnn_minimal
 (the layout run_replay.py, train.py and evaluate.py read, and the official EventHDR code too):
 its events, and its intensity frames as images with their timestamps and event indices."""
+from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+
 import argparse
 from pathlib import Path
 
@@ -9,7 +11,6 @@ import numpy as np
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, check_h5_name, parse_size
 from streaming.datatypes import InputError, ReferenceFrame
-from streaming.exits import run_main
 from streaming.h5format import EventH5Writer
 from streaming.sources import open_recording
 

@@ -7,13 +7,14 @@ network stream.
   python run_live.py --camera tcp://HOST:PORT      # a DV event stream (DV software, or --serve-events)
   python run_live.py --camera --serve-events 0.0.0.0:7777   # camera machine: forward raw events only
 """
+from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+
 import time
 from pathlib import Path
 
 from streaming.cli import common_parser, outputs, run_config
 from streaming.datatypes import InputError
 from streaming.dvsources import SourceLost, open_source, serve_events
-from streaming.exits import run_main
 from streaming.pipeline import Pipeline
 from streaming.ring import OVERLOAD_POLICIES
 
@@ -30,7 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--denoise", action="store_true", help="dv-processing's background-activity filter")
     ap.add_argument("--reconnect", action="store_true",
                     help="when the camera or stream is lost, keep trying to reopen it (each reconnection "
-                         "starts a new sequence, and --record/--video files get a -2, -3, ... suffix)")
+                         "starts a new sequence, and --record/--video files get a -2, -3, ... suffix); a "
+                         "network stream that ends counts as lost, so only Ctrl-C or --max-seconds end the run")
     ap.add_argument("--serve-events", metavar="HOST:PORT",
                     help="do not reconstruct: forward the camera's raw events as a DV network stream")
     args = ap.parse_args(argv)
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
         print("stopped" if n is None else f"done: forwarded {n:,} events")
         return 0
     cfg = run_config(args)
-    source, attempt = open_source(args.camera, args.denoise), 1
+    source, attempt = open_source(args.camera, args.denoise, args.reconnect), 1
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
@@ -65,7 +67,7 @@ def _reopen(spec, denoise):
     while True:
         time.sleep(RECONNECT_EVERY_S)
         try:
-            return open_source(spec, denoise)
+            return open_source(spec, denoise, reconnect=True)
         except InputError as e:
             print(f"waiting for the source: {e}", flush=True)
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
+from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+
 from pathlib import Path
 
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
                            run_config)
 from streaming.datatypes import InputError
-from streaming.exits import run_main
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
 

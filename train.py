@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train an EventHDR network: see model/train.py."""
+from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
 from model.train import main
-from streaming.exits import run_main
 
 if __name__ == "__main__":
     run_main(main)

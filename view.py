@@ -9,6 +9,8 @@ newest preview, so a slow screen skips pictures instead of falling behind the st
 title gives the frame's time, frames/s and latency. Esc, q or closing the window quits; the
 window also closes when the pipeline ends.
 """
+from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+
 import argparse
 import os
 import sys
@@ -19,7 +21,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 
 from streaming.datatypes import InputError  # noqa: E402
-from streaming.exits import run_main  # noqa: E402
 from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped

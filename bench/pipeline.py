@@ -11,7 +11,8 @@
    before it starts, as a camera's are), reconstructed by the pipeline: events received over
    events sent, frames over the stream's windows, how long after the stream's end the run ended
    (a reader that falls behind ends late), latency, how far reading ran behind the stream's
-   clock at most, merges.
+   clock at most, merges. A network on the CPU runs each rate twice: as the pipeline sets it up
+   (torch leaves a core to reading) and, for reference, with torch on every core.
 """
 import argparse
 import socket
@@ -20,9 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from model.factory import make_reconstructor
+import torch
+
+from model.factory import live_threads, make_reconstructor
 from streaming.cli import parse_size
-from streaming.config import load_config
+from streaming.config import load_config, resolve_device
 from streaming.datatypes import EventPacket
 from streaming.demo import ensure_demo_recording
 from streaming.pipeline import Outputs, Pipeline
@@ -42,7 +45,9 @@ def model_only(path, cfg):
     return len(windows), time.perf_counter() - t0
 
 
-def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
+def live(cfg, rate: float, seconds: float, size: tuple[int, int], torch_threads: int | None = None) -> int:
+    """One live run; its frames. torch_threads: instead of the pipeline's choice (a network on the
+    CPU leaves a core to reading), for a reference."""
     with socket.socket() as s:  # a free loopback port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -53,8 +58,11 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
     try:
         assert server.stdout.readline().strip() == "ready"
         src = NetworkSource(f"tcp://127.0.0.1:{port}")
+        model = make_reconstructor(cfg.model, src.height, src.width, cfg.device, live=True)
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
         t0 = time.perf_counter()  # the stream starts as the reader connects
-        stats = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None).run()
+        stats = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), model=model, log=lambda s: None).run()
         wall = time.perf_counter() - t0
         sent = int(server.communicate(timeout=30)[0].split()[-1])  # "sent N": the stream has ended
     finally:
@@ -66,7 +74,9 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int]):
     print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
           f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
           f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; "
-          f"reading behind the stream by at most {stats.behind_max_s * 1e3:.0f} ms; merged {stats.merged}")
+          f"reading behind the stream by at most {stats.behind_max_s * 1e3:.0f} ms; merged {stats.merged}"
+          + (f"; torch threads {torch.get_num_threads()}" if cfg.model["type"] == "eventhdr" else ""))
+    return stats.frames
 
 
 def main():
@@ -106,8 +116,12 @@ def main():
     duration = (t_last - t_first) * 1e-6
     print(f"  pacing at 1x:  {last - first:.3f} s wall for {duration:.3f} s of events: ratio {(last - first) / duration:.4f}")
 
+    cpu_network = cfg.model["type"] == "eventhdr" and resolve_device(cfg.device) == "cpu"
     for rate in args.live_rates:
-        live(cfg, rate, args.live_seconds, args.live_size)
+        frames = live(cfg, rate, args.live_seconds, args.live_size)
+        if cpu_network:
+            reference = live(cfg, rate, args.live_seconds, args.live_size, torch_threads=live_threads() + 1)
+            print(f"  live frames with a core left to reading / with torch on every core: {frames / reference:.2f}")
 
 
 if __name__ == "__main__":

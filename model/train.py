@@ -147,7 +147,8 @@ def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="+", help="folders of .h5 recordings with ground-truth frames (or files)")
-    ap.add_argument("--config", default="eventhdr_cpu", help="architecture: a config name or YAML (default eventhdr_cpu)")
+    ap.add_argument("--config", help="architecture: a config name or YAML (default eventhdr_cpu; with --init: "
+                                     "the checkpoint's, which a --config given must match)")
     ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
     ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
     ap.add_argument("--iters", type=int, default=3000)
@@ -181,12 +182,15 @@ def main(argv=None) -> int:
     from model.evaluate import recordings
     device = resolve_device(args.device)
     out = Path(args.out)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config or "eventhdr_cpu")
     if cfg.model["type"] != "eventhdr":
         raise InputError(f"--config {args.config}: its model is {cfg.model['type']}, which has nothing to train; "
                          "give an EventHDR configuration (eventhdr_cpu, eventhdr, or a YAML with an arch)")
     if args.init:
         arch, state_dict = load_checkpoint(args.init)
+        if args.config and make_arch(cfg.model.get("arch")) != arch:
+            raise InputError(f"--init {args.init} holds the network {arch}, but --config {args.config} describes "
+                             f"{make_arch(cfg.model.get('arch'))}; fine-tuning keeps the checkpoint's: drop --config")
     else:
         arch, state_dict = make_arch(cfg.model.get("arch")), None
     net = EventHDRWrapper(**arch)

@@ -222,13 +222,16 @@ def parse_address(text: str) -> tuple[str, int]:
 
 class NetworkSource:
     """A DV event stream over TCP, as served by the DV software's network output or by
-    serve_events. The server stopping is the end of input, not an error. denoise: through dv's
+    serve_events. The server stopping is the end of input, not an error, unless end_is_lost
+    (--reconnect): a server that stops and one that dies look alike from here, and a run that
+    is to outlive its source's losses takes both as a loss. denoise: through dv's
     background-activity filter."""
     live = True
 
-    def __init__(self, url: str, denoise: bool = False):
+    def __init__(self, url: str, denoise: bool = False, end_is_lost: bool = False):
         host, port = parse_address(url)
         self._url = f"tcp://{host}:{port}"
+        self._end_is_lost = end_is_lost
         _load_converter()
         try:
             self._reader = dv.io.NetworkReader(host, port)
@@ -254,7 +257,9 @@ class NetworkSource:
             store = self._reader.getNextEventBatch()
             if store is not None:
                 yield self._clean(store)
-            elif not self._reader.isRunning():  # the server stopped or went away: end of input
+            elif not self._reader.isRunning():  # the server stopped or went away
+                if self._end_is_lost:
+                    raise SourceLost(f"the stream from {self._url} ended (its server stopped or went away)")
                 return
             else:
                 time.sleep(IDLE_SLEEP_S)
@@ -264,10 +269,11 @@ class NetworkSource:
         self._reader = None  # dv disconnects when the reader is freed
 
 
-def open_source(spec: str | None, denoise: bool = False) -> Source:
-    """'' or None: the first camera; 'tcp://HOST:PORT': a network stream; else a camera serial."""
+def open_source(spec: str | None, denoise: bool = False, reconnect: bool = False) -> Source:
+    """'' or None: the first camera; 'tcp://HOST:PORT': a network stream; else a camera serial.
+    reconnect: the caller reopens a lost source, and a network stream's end counts as lost."""
     if spec and spec.startswith("tcp://"):
-        return NetworkSource(spec, denoise)
+        return NetworkSource(spec, denoise, end_is_lost=reconnect)
     return CameraSource(spec or None, denoise)
 
 

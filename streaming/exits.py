@@ -6,7 +6,20 @@ as a GPU machine's own Python."""
 import sys
 from pathlib import Path
 
-from streaming.datatypes import InputError
+
+def _quiet_interrupt(kind, value, tb, _default=sys.excepthook):
+    """Ctrl-C while a front's imports load (torch, numba, dv: about a second) ends as one
+    during start-up does: one line. Python then exits through SIGINT itself (status 130)."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+    else:
+        _default(kind, value, tb)
+
+
+# Set at import, before the imports below: every front imports this module first.
+sys.excepthook = _quiet_interrupt
+
+from streaming.datatypes import InputError  # noqa: E402
 
 
 def check_output_folder(path: str | Path, what: str) -> None:

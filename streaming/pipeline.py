@@ -44,7 +44,7 @@ class Pipeline:
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
         h, w = source.height, source.width
-        self.model = model or make_reconstructor(cfg.model, h, w, cfg.device)
+        self.model = model or make_reconstructor(cfg.model, h, w, cfg.device, live=source.live)
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)

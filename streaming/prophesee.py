@@ -237,7 +237,7 @@ class PropheseeSource:
         if out.any():
             i = int(np.argmax(out))
             raise InputError(f"{self._path}: an event at (x={ev.x[i]}, y={ev.y[i]}) lies outside the "
-                             f"{self.width}x{self.height} sensor (width x height); pass the sensor's size with "
+                             f"{self.width}x{self.height} sensor (width x height); give the sensor's size with "
                              f"--sensor-size HxW (height first)")
 
     def close(self):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streaming.dvsources import Aedat4Source
-from tests.conftest import REPO, STREET_AEDAT4, free_port, run_cli
+from tests.conftest import DVSERVER, REPO, STREET_AEDAT4, WAIT_S, free_port, run_cli
 
 
 def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
@@ -26,6 +26,49 @@ def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
     assert frames.shape[1:] == (260, 346) and np.isfinite(frames).all()
     assert (t1[-1] - t0[0]) > 1.6e6  # the frames cover the 2 s stream
     assert (t0[1:] == t1[:-1]).all()  # contiguous windows: nothing fell between frames
+
+
+def test_reconnect_outlives_a_stream_that_ends(tmp_path):
+    """--reconnect: the stream ends (its server stops), the run waits, connects to the server
+    started again on the same port, and records a second sequence into live-2.h5."""
+    port = free_port()
+
+    def server(seconds):
+        return subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", str(seconds), "--rate", "20000",
+                                 "--width", "64", "--height", "48", "--wait-client"], cwd=REPO, stdout=subprocess.PIPE)
+
+    first = server(1)
+    assert first.stdout.readline().strip() == b"ready"
+    live = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}",
+                             "--reconnect", "--window-ms", "50", "--publish", f"tcp://127.0.0.1:{free_port()}",
+                             "--record", tmp_path / "live.h5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
+    second = None
+    try:
+        first.wait(timeout=WAIT_S)
+        second = server(30)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not _frames(tmp_path / "live-2.h5"):
+            time.sleep(0.2)
+        live.send_signal(signal.SIGINT)
+        out, err = live.communicate(timeout=WAIT_S)
+    finally:
+        for p in (first, second, live):
+            if p is not None:
+                p.kill()
+                p.wait()
+    assert live.returncode == 0, err
+    assert "lost the source: the stream from" in out and "ended" in out
+    assert _frames(tmp_path / "live.h5") >= 15 and _frames(tmp_path / "live-2.h5") >= 1  # 1 s in 50 ms windows, then more
+
+
+def _frames(path) -> int:
+    """Frames of a recording being written (SWMR), 0 before it exists."""
+    try:
+        with h5py.File(path, "r", swmr=True) as f:
+            return len(f["seq"])
+    except (OSError, KeyError):
+        return 0
 
 
 def test_max_seconds_stops_a_live_run(dvserver, tmp_path):

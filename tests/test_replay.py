@@ -260,6 +260,16 @@ def test_ctrl_c_during_start_up_ends_without_a_traceback(tmp_path):
     assert p.returncode in (0, 130) and "Traceback" not in err, err
 
 
+def test_ctrl_c_while_a_front_imports_is_one_line():
+    """A Ctrl-C lands during the imports (a second of torch, numba and dv) as a KeyboardInterrupt
+    at module level, outside run_main; every front imports streaming.exits first for this."""
+    r = run_cli("-c", "import streaming.exits\nimport numpy\nraise KeyboardInterrupt")
+    assert r.stderr == "interrupted\n" and r.returncode == -signal.SIGINT
+    for front in ("run_replay.py", "run_live.py", "convert.py", "view.py", "train.py", "evaluate.py"):
+        first = next(line for line in (REPO / front).read_text().splitlines() if line.startswith(("from ", "import ")))
+        assert first.startswith("from streaming.exits import"), front
+
+
 @pytest.mark.parametrize("text,message", [
     ("bins: five\n", "bins must be an integer"), ("model: {type: highpass, cutoff: 3}\n", "unknown settings cutoff"),
     ("model: {type: e2vid}\n", "use highpass or eventhdr"), ("window: {policy: ms, size: 3}\n", "bad window settings"),

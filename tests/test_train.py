@@ -61,6 +61,8 @@ def short_clip(tmp_path_factory):
     (["--lr", "0"], "--lr must be positive"), (["--burn-in", "4"], "less than --clip (4)"),
     (["--clip", "15"], "16 frames, too few for --clip 15 (needs 17)"),
     (["--crop", "64"], "frames of 48x64, too small for --crop 64"),
+    (["--init", "weights/eventhdr_cpu.pth", "--config", "eventhdr"], "fine-tuning keeps the checkpoint's"),
+    (["--config", "highpass"], "which has nothing to train"),
 ])
 def test_train_cli_bad_settings_give_one_line(short_clip, tmp_path, flags, message):
     r = run_cli("train.py", short_clip, "--out", tmp_path / "run", "--clip", "4", "--iters", "1", *flags)

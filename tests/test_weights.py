@@ -1,6 +1,9 @@
 """The shipped weights (configs/eventhdr_cpu.yaml): they load safely and reconstruct a held-out
 simulated scene better than the high-pass filter, and better than a blank frame does."""
+import torch
+
 from model.evaluate import evaluate_file
+from model.factory import make_reconstructor
 from model.make_dataset import random_sim_config, sequence_seed
 from model.scenes import render_sequence
 from streaming.config import load_config
@@ -15,3 +18,14 @@ def test_shipped_weights_beat_the_high_pass_filter(tmp_path):
     # measured: 13.8 dB / 0.45 against the filter's 10.4 dB / 0.16 and a blank frame's 12.9 dB
     assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 2 and s["ours"]["ssim"] > s["highpass"]["ssim"] + 0.1
     assert s["ours"]["psnr"] > s["blank"]["psnr"] and s["ours"]["mu_psnr"] > s["blank"]["mu_psnr"] + 1
+
+
+def test_a_live_network_on_the_cpu_leaves_a_core_to_reading():
+    """And only once: a reconnecting run builds its model again (torch's count is global)."""
+    before = torch.get_num_threads()
+    try:
+        for _ in range(2):
+            make_reconstructor(load_config("eventhdr_cpu").model, 24, 32, "cpu", live=True)
+            assert torch.get_num_threads() == max(1, before - 1)
+    finally:
+        torch.set_num_threads(before)
