@@ -206,6 +206,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     (["--window-events", "100", "--window-max-ms", "0.0001"], "must be at least 0.001 ms"),
     (["--max-seconds", "0"], "--max-seconds must be a positive"), (["--max-seconds", "inf"], "got inf"),
     (["--stats-every", "-1"], "--stats-every must be a positive"), (["--record", "out.mp4"], "this writes HDF5"),
+    (["--video", "no/such/folder/v.mp4"], "there is no folder no/such/folder"),
+    (["--config", "eventhdr"], "model eventhdr has no weights"),  # random weights are not a model
+    (["--config", "weights/eventhdr_cpu.pth"], "not valid YAML"),
 ])
 def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
     r = run_cli("run_replay.py", edge_h5, *flags)
