@@ -19,9 +19,12 @@ class Publisher:
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.LINGER, 1000)
+        # watching before binding: a subscriber already retrying may connect the moment it is bound
+        self._handshakes = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         try:
             self._sock.bind(address)
         except zmq.ZMQError as e:
+            self._stop_watching()
             self._sock.close(0)
             hint = "pass another --publish address, e.g. tcp://127.0.0.1:5556" if e.errno == zmq.EADDRINUSE \
                 else "give an address such as tcp://127.0.0.1:5555"
@@ -35,15 +38,13 @@ class Publisher:
         sends one per topic, and XPUB passes on only the first subscription to a topic. So
         peers are counted by their handshakes, and their subscriptions (sent right after it)
         are in once the socket has been quiet for SETTLE_S."""
-        if n <= 0:
-            return
-        monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        monitor = self._handshakes
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
         deadline, peers = time.monotonic() + timeout_s, 0
         try:
-            while True:
+            while n > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise InputError(f"{peers} of {n} subscribers connected to {self.address} "
@@ -57,8 +58,11 @@ class Publisher:
                 if not ready and peers >= n:
                     return
         finally:
-            self._sock.disable_monitor()
-            monitor.close(0)
+            self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        self._sock.disable_monitor()
+        self._handshakes.close(0)
 
     def frame(self, frame: Frame, preview_u8=None) -> None:
         self._sock.send_multipart(encode_frame(frame), copy=False)
