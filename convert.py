@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, check_h5_name, parse_size
-from streaming.datatypes import InputError, ReferenceFrame
+from streaming.datatypes import InputError, ReferenceFrame, require_on_sensor
 from streaming.h5format import EventH5Writer
 from streaming.sources import open_recording
 
@@ -53,9 +53,7 @@ def _copy(src, writer: EventH5Writer, name: str) -> tuple[int, int]:
             continue
         if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
             raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
-        if item.x.max() >= src.width or item.y.max() >= src.height:
-            raise InputError(f"{name}: an event near event {events} lies outside the {src.width}x{src.height} "
-                             f"sensor (width x height); give the sensor's size with --sensor-size HxW (height first)")
+        require_on_sensor(name, item.x, item.y, src.height, src.width)  # the readers that do not check: bags
         writer.add_events(item)
         events, last_t = events + len(item), int(item.t[-1])
     return events, images

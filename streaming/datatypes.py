@@ -17,6 +17,16 @@ class InputError(Exception):
     The command-line fronts print its message as one line and exit non-zero."""
 
 
+def require_on_sensor(where: str, x: np.ndarray, y: np.ndarray, height: int, width: int) -> None:
+    """A recording's events off its sensor mean a wrong size (the file's or --sensor-size): one
+    line, rather than a replay whose sanitizer drops them as it does a live camera's."""
+    out = (x < 0) | (x >= width) | (y < 0) | (y >= height)
+    if out.any():
+        i = int(np.argmax(out))
+        raise InputError(f"{where}: an event at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} sensor "
+                         f"(width x height); give the sensor's size with --sensor-size HxW (height first)")
+
+
 @dataclass(frozen=True)
 class EventPacket:
     """A contiguous slice of the event stream, struct of arrays.

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame, reference_image
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, reference_image, require_on_sensor
 
 CHUNK_EVENTS = 1 << 20
 
@@ -82,12 +82,7 @@ class EventH5Reader:
             i = start + int(bad[0]) + (1 if start == 0 else 0)
             raise InputError(f"{self.path}: timestamps decrease at event {i}; the file must be time-sorted")
         self._last_t = int(t[-1]) if t.size else self._last_t
-        out = (x < 0) | (x >= self.width) | (y < 0) | (y >= self.height)
-        if out.any():
-            i = int(np.flatnonzero(out)[0])
-            raise InputError(f"{self.path}: event {start + i} at (x={x[i]}, y={y[i]}) lies outside the "
-                             f"{self.width}x{self.height} sensor (width x height); fix sensor_resolution or pass "
-                             f"--sensor-size HxW (height first)")
+        require_on_sensor(f"{self.path} (events {start}-{start + len(x) - 1})", x, y, self.height, self.width)
 
     def chunks(self, chunk: int = CHUNK_EVENTS):
         for s in range(0, self.num_events, chunk):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError
+from streaming.datatypes import EventPacket, InputError, require_on_sensor
 
 CHUNK_BYTES = 1 << 19  # EVT3: up to 12 events a 2-byte word, so up to 3M events a chunk
 PROPHESEE_SUFFIXES = (".raw", ".dat")
@@ -220,7 +220,7 @@ class PropheseeSource:
             whole = len(chunk) // decoder.record * decoder.record
             ev = decoder.decode(np.frombuffer(chunk, decoder.word, whole // decoder.word.itemsize))
             if len(ev):
-                self._check_inside(ev)
+                require_on_sensor(str(self._path), ev.x, ev.y, self.height, self.width)
                 n += len(ev)
                 yield ev
             if decoder.backwards_at >= 0:
@@ -229,16 +229,6 @@ class PropheseeSource:
                                  f"backwards there (a damaged file, or not the encoding its header names)")
         if n == 0:
             raise InputError(f"{self._path}: the file holds no change-detection events")
-
-    def _check_inside(self, ev) -> None:
-        """A recording's events off its sensor mean a wrong size (a header's or --sensor-size):
-        one line, as for HDF5 files, rather than a replay that drops them as a live run would."""
-        out = (ev.x >= self.width) | (ev.y >= self.height)
-        if out.any():
-            i = int(np.argmax(out))
-            raise InputError(f"{self._path}: an event at (x={ev.x[i]}, y={ev.y[i]}) lies outside the "
-                             f"{self.width}x{self.height} sensor (width x height); give the sensor's size with "
-                             f"--sensor-size HxW (height first)")
 
     def close(self):
         self._f.close()
