@@ -138,10 +138,12 @@ class Source(Protocol):
 
     live: True for cameras and network streams (they cannot be paused; the pipeline merges or
     drops windows when it falls behind); False for recordings (the pipeline paces them at
-    --rate and blocks the reader when the ring is full)."""
+    --rate and blocks the reader when the ring is full). has_frames: whether it can give reference
+    frames (frame-aligned windows need them; known when it opens, so a run without them ends at once)."""
     height: int
     width: int
     live: bool
+    has_frames: bool
     description: str
 
     def __iter__(self): ...

@@ -118,9 +118,9 @@ class Aedat4Source:
             raise InputError(f"{path}: no event stream (streams: {', '.join(self._rec.getStreamNames()) or 'none'}); "
                              f"record the camera's events output")
         self.width, self.height = self._rec.getEventResolution()
-        self._has_frames = self._rec.isFrameStreamAvailable()
+        self.has_frames = self._rec.isFrameStreamAvailable()
         self.description = (f"{path.name} (AEDAT4, {self._rec.getCameraName()}, {self.width}x{self.height}"
-                            f"{', with frames' if self._has_frames else ''})")
+                            f"{', with frames' if self.has_frames else ''})")
 
     def __iter__(self):
         try:
@@ -131,7 +131,7 @@ class Aedat4Source:
     def _items(self):
         self._rec.resetSequentialRead()
         stores = iter(self._rec.getNextEventBatch, None)
-        frames = iter(self._rec.getNextFrame, None) if self._has_frames else iter(())
+        frames = iter(self._rec.getNextFrame, None) if self.has_frames else iter(())
         # dv frames are OpenCV's: BGR where they have colour
         yield from interleave(map(from_event_store, stores),
                               ((int(f.timestamp), reference_image(f.image, "bgr")) for f in frames))
@@ -166,7 +166,7 @@ class CameraSource:
             raise InputError(f"cannot open camera {serial or serials[0]}: {_reason(e)}; "
                              f"close other programs using it and check its USB permissions") from None
         self.width, self.height = self._cam.getEventResolution()
-        self._has_frames = self._cam.isFrameStreamAvailable()
+        self.has_frames = self._cam.isFrameStreamAvailable()
         self._name = self._cam.getCameraName()
         self._clean = denoiser(self.width, self.height) if denoise else _keep_all
         self.description = f"camera {self._name} ({self.width}x{self.height})"
@@ -202,7 +202,7 @@ class CameraSource:
             if store is not None:
                 store = self._clean(store)
             frames = []
-            while self._has_frames and (f := self._cam.getNextFrame()) is not None:
+            while self.has_frames and (f := self._cam.getNextFrame()) is not None:
                 frames.append(f)
         except RuntimeError as e:
             raise SourceLost(f"{lost}: {_reason(e)}") from None
@@ -227,6 +227,7 @@ class NetworkSource:
     is to outlive its source's losses takes both as a loss. denoise: through dv's
     background-activity filter."""
     live = True
+    has_frames = False  # a DV stream carries one type: these are events
 
     def __init__(self, url: str, denoise: bool = False, end_is_lost: bool = False):
         host, port = parse_address(url)

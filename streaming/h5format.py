@@ -88,6 +88,10 @@ class EventH5Reader:
         for s in range(0, self.num_events, chunk):
             yield self.read(s, min(s + chunk, self.num_events))
 
+    @property
+    def has_images(self) -> bool:
+        return len(self._f.get("images", ())) > 0
+
     def references(self) -> list[ReferenceFrame]:
         """The intensity images, in timestamp order, as linear float32 in [0, 1]."""
         grp = self._f.get("images")

@@ -17,14 +17,14 @@ from model.factory import make_reconstructor
 from model.tonemap import CausalToneMapper
 from streaming.binner import Sanitizer, voxel_into
 from streaming.config import RunConfig
-from streaming.datatypes import EventPacket, Frame, Reconstructor, Source, VoxelWindow
+from streaming.datatypes import EventPacket, Frame, InputError, Reconstructor, Source, VoxelWindow
 from streaming.publisher import Publisher
 from streaming.recorder import FrameRecorder
 from streaming.ring import VoxelRing
 from streaming.sources import paced
 from streaming.stats import RunStats
 from streaming.video import SideBySideVideo
-from streaming.windows import Windower
+from streaming.windows import NEEDS_FRAMES, Windower
 
 RING_CAPACITY = 8
 
@@ -43,6 +43,8 @@ class Pipeline:
                  log=lambda line: print(line, flush=True)):
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
+        if cfg.window.policy == "frames" and not source.has_frames:
+            raise InputError(f"{source.description} has no intensity frames; {NEEDS_FRAMES}")
         h, w = source.height, source.width
         self.model = model or make_reconstructor(cfg.model, h, w, cfg.device, live=source.live)
         self._warm_up()
@@ -54,10 +56,10 @@ class Pipeline:
         self._tonemap = CausalToneMapper()
         if outputs.wait_subscribers > 0:
             self.log(f"waiting for {outputs.wait_subscribers} subscriber(s) on {cfg.publish}")
-        self._publisher = Publisher(cfg.publish, outputs.wait_subscribers)
-        attrs = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
-                 "source": source.description}
-        self._recorder = FrameRecorder(outputs.record, h, w, attrs) if outputs.record else None
+        run = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
+               "source": source.description}
+        self._publisher = Publisher(cfg.publish, run, outputs.wait_subscribers)
+        self._recorder = FrameRecorder(outputs.record, h, w, run) if outputs.record else None
         fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
         self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
 

@@ -181,6 +181,7 @@ def _geometry(header: dict[str, str]) -> tuple[int, int] | None:
 class PropheseeSource:
     """A Prophesee RAW (EVT 2.0 / 3.0) or DAT recording. Not paced: the pipeline paces recordings."""
     live = False
+    has_frames = False
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None,
                  chunk_bytes: int = CHUNK_BYTES):

@@ -126,6 +126,7 @@ class RosbagSource:
         # packed events run on the sensor's clock, images on ROS time: they cannot be placed
         self.image_topic = images[0] if images and not self._packed else None
         self._images = [c for c in connections if c.topic == self.image_topic]
+        self.has_frames = bool(self._images)
         size = sensor_size or self._size_in_messages()
         if size is None:
             raise InputError(f"{path}: the event messages give no sensor size; pass --sensor-size HxW")

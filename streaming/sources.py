@@ -22,6 +22,7 @@ class H5Source:
     def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None):
         self._reader = EventH5Reader(path, sensor_size)
         self.height, self.width = self._reader.height, self._reader.width
+        self.has_frames = self._reader.has_images
         self.description = f"{Path(path).name} (HDF5, {self.width}x{self.height}, {self._reader.num_events:,} events)"
 
     def __iter__(self):

@@ -17,6 +17,7 @@ import numpy as np
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 
 POLICIES = ("ms", "events", "frames")
+NEEDS_FRAMES = "frame-aligned windows (--window frames) need intensity frames: use --window-ms or --window-events"
 MIN_MS = 0.001  # windows are cut in whole microseconds: a shorter one would never advance
 
 
@@ -85,8 +86,7 @@ class Windower:
     def flush(self) -> list[ClosedWindow]:
         """End of input: the partial last window (never in frame-aligned mode: no image ends it)."""
         if self.policy.policy == "frames" and self._n_pending and not self._framed:
-            raise InputError("frame-aligned windows (--window frames) need the recording's intensity frames, "
-                             "and it has none: use --window-ms or --window-events")
+            raise InputError(f"the source gave no intensity frames: {NEEDS_FRAMES}")
         if self.policy.policy == "frames" or self._n_pending == 0:
             return []
         ev = self._take(self._n_pending)

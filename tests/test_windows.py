@@ -1,3 +1,4 @@
+import h5py
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -123,11 +124,32 @@ def test_frame_aligned_windows_need_event_indices():
         Windower(WindowPolicy("frames")).add_reference(ReferenceFrame(0, np.zeros((2, 2), np.float32)))
 
 
-def test_frame_aligned_windows_of_a_recording_without_frames_are_one_line():
-    """A Prophesee sensor has no intensity frames: the run ends with one line, not 0 frames."""
-    r = run_cli("run_replay.py", REPO / "tests/data/prophesee/evt3_wrap.raw", "--window", "frames", "--rate", "max",
-                "--publish", f"tcp://127.0.0.1:{free_port()}")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "has none: use --window-ms" in r.stderr, r.stderr
+@pytest.mark.parametrize("source", ["prophesee", "hdf5 without images", "dv stream"])
+def test_frame_aligned_windows_without_frames_end_when_the_source_opens(source, tmp_path, dvserver):
+    """A Prophesee sensor, an HDF5 file without images, a DV event stream: no intensity frames.
+    The run ends with one line as it starts, not after replaying 100 s at 1x (with 0 frames),
+    nor never (live)."""
+    if source == "dv stream":
+        port, _ = dvserver("--seconds", "100", "--rate", "1000", "--width", "64", "--height", "48")
+        cmd = ["run_live.py", "--camera", f"tcp://127.0.0.1:{port}"]
+    else:
+        path = REPO / "tests/data/prophesee/evt3_wrap.raw"
+        if source == "hdf5 without images":
+            path = tmp_path / "r.h5"
+            write_moving_edge(path, seconds=100, rate=1000)
+            with h5py.File(path, "a") as f:
+                del f["images"]
+        cmd = ["run_replay.py", path, "--rate", "1x"]
+    r = run_cli(*cmd, "--window", "frames", "--publish", f"tcp://127.0.0.1:{free_port()}", timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "has no intensity frames" in r.stderr, r.stderr
+
+
+def test_frame_aligned_windows_that_get_no_frame_are_one_error():
+    """A source that said it has frames, yet gave none (an empty images group)."""
+    w = Windower(WindowPolicy("frames"))
+    w.add_events(EventPacket(np.arange(3, dtype=np.int64), *np.zeros((2, 3), np.uint16), np.ones(3, np.int8)))
+    with pytest.raises(InputError, match="gave no intensity frames"):
+        w.flush()
 
 
 def test_bad_policies_are_user_errors():
