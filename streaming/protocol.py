@@ -1,7 +1,9 @@
 """The ZeroMQ wire protocol: multipart [topic, header, payload].
 
 - b"frame":   JSON header {v, seq, t_start_us, t_end_us, height, width, dtype: "float32",
-              encoding: "linear", latency_ms}; payload: the raw C-order (height, width) array.
+              encoding: "linear", latency_ms, run}; payload: the raw C-order (height, width) array.
+              run describes what made the frame ({model, device, window, bins, source}, what
+              --record stores as attributes), in every frame so that a late subscriber has it too.
 - b"preview": the same header with dtype "uint8", encoding "tonemapped".
 - b"stats":   a JSON header only.
 Headers are strict JSON (no NaN or Infinity, which most languages' parsers refuse).
@@ -20,22 +22,22 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 TOPICS = (b"frame", b"preview", b"stats")
 
 
-def frame_header(frame: Frame, image: np.ndarray, encoding: str) -> bytes:
+def frame_header(frame: Frame, image: np.ndarray, encoding: str, run: dict) -> bytes:
     return json.dumps({
         "v": VERSION, "seq": frame.seq, "t_start_us": frame.t_start_us, "t_end_us": frame.t_end_us,
         "height": image.shape[0], "width": image.shape[1], "dtype": str(image.dtype),
-        "encoding": encoding, "latency_ms": round(frame.latency_s * 1e3, 3),
+        "encoding": encoding, "latency_ms": round(frame.latency_s * 1e3, 3), "run": run,
     }, allow_nan=False).encode()
 
 
-def encode_frame(frame: Frame) -> list[bytes]:
+def encode_frame(frame: Frame, run: dict) -> list[bytes]:
     img = np.ascontiguousarray(frame.image, np.float32)
-    return [b"frame", frame_header(frame, img, "linear"), img.tobytes()]
+    return [b"frame", frame_header(frame, img, "linear", run), img.tobytes()]
 
 
-def encode_preview(frame: Frame, image_u8: np.ndarray) -> list[bytes]:
+def encode_preview(frame: Frame, image_u8: np.ndarray, run: dict) -> list[bytes]:
     img = np.ascontiguousarray(image_u8, np.uint8)
-    return [b"preview", frame_header(frame, img, "tonemapped"), img.tobytes()]
+    return [b"preview", frame_header(frame, img, "tonemapped", run), img.tobytes()]
 
 
 def encode_stats(stats: dict) -> list[bytes]:

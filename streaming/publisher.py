@@ -13,9 +13,11 @@ SETTLE_S = 0.1  # quiet after the last handshake: the subscriptions that follow 
 
 
 class Publisher:
-    """A PUB socket (XPUB, so that it can see subscribers arrive)."""
+    """A PUB socket (XPUB, so that it can see subscribers arrive). run: the frame headers'
+    description of the run (protocol.py)."""
 
-    def __init__(self, address: str, wait_subscribers: int = 0, wait_timeout_s: float = 30.0):
+    def __init__(self, address: str, run: dict, wait_subscribers: int = 0, wait_timeout_s: float = 30.0):
+        self._run = run
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.LINGER, 1000)
@@ -65,9 +67,9 @@ class Publisher:
         self._handshakes.close(0)
 
     def frame(self, frame: Frame, preview_u8=None) -> None:
-        self._sock.send_multipart(encode_frame(frame), copy=False)
+        self._sock.send_multipart(encode_frame(frame, self._run), copy=False)
         if preview_u8 is not None:
-            self._sock.send_multipart(encode_preview(frame, preview_u8), copy=False)
+            self._sock.send_multipart(encode_preview(frame, preview_u8, self._run), copy=False)
 
     def stats(self, stats: dict) -> None:
         self._sock.send_multipart(encode_stats(stats))

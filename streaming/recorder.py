@@ -71,8 +71,8 @@ def main(argv=None) -> int:
                 if h.get("final"):
                     break
                 continue
-            if rec is None:
-                rec = FrameRecorder(args.out, h["height"], h["width"], {"source": args.connect})
+            if rec is None:  # a publisher of ours describes its run; any other, at least where it is
+                rec = FrameRecorder(args.out, h["height"], h["width"], h.get("run", {"source": args.connect}))
             rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)
     except KeyboardInterrupt:
         pass

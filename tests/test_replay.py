@@ -136,7 +136,7 @@ def test_stats_before_the_first_frame_are_strict_json():
 
 
 def test_recorder_as_a_separate_subscriber(tmp_path):
-    """It records every frame and ends when the pipeline does."""
+    """It records every frame, ends when the pipeline does, and describes the run as --record does."""
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)  # 600 ms: 30 windows of 20 ms
     address = f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -144,13 +144,16 @@ def test_recorder_as_a_separate_subscriber(tmp_path):
                            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-ms", "20", "--publish", address,
-                    "--wait-subscribers", "1")
+                    "--wait-subscribers", "1", "--record", tmp_path / "in_process.h5")
         assert r.returncode == 0, r.stderr
         assert "recorded 30 frames" in rec.communicate(timeout=30)[0]
     finally:
         rec.kill()
-    with h5py.File(tmp_path / "o.h5", "r") as f:
+    with h5py.File(tmp_path / "o.h5", "r") as f, h5py.File(tmp_path / "in_process.h5", "r") as g:
         assert f["frames"].shape == (30, 48, 64) and f["seq"][:].tolist() == list(range(30))
+        np.testing.assert_array_equal(f["frames"][:], g["frames"][:])
+        assert dict(f.attrs) == dict(g.attrs) and set(f.attrs) == {"model", "device", "window", "bins", "source"}
+        assert "highpass" in f.attrs["model"] and f.attrs["window"] == "20 ms" and "r.h5" in f.attrs["source"]
 
 
 def test_killed_recorder_leaves_a_readable_file(tmp_path):
