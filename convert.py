@@ -5,13 +5,15 @@ its events, and its intensity frames as images with their timestamps and event i
 from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 
-from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, check_h5_name, parse_size
+from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.datatypes import InputError, ReferenceFrame, require_on_sensor
-from streaming.h5format import EventH5Writer
+from streaming.exits import check_output_folder
+from streaming.h5format import EventH5Writer, check_h5_name
 from streaming.sources import open_recording
 
 
@@ -23,17 +25,22 @@ def main(argv=None) -> int:
     ap.add_argument("--topic", help=TOPIC_HELP)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    if out.resolve() == Path(args.file).resolve():
+    if out.exists() and Path(args.file).exists() and os.path.samefile(out, args.file):  # links too
         raise InputError(f"{out}: the output would replace the recording it is converted from")
+    if out.is_dir():
+        raise InputError(f"{out}: a folder; give the HDF5 file to write")
     check_h5_name(out, "output")
+    check_output_folder(out, "output")
     src = open_recording(args.file, parse_size(args.sensor_size), args.topic)
+    # written under another name, then renamed: a failed or interrupted conversion leaves no
+    # half-written file to be mistaken for a recording, and never costs the file it would replace
+    partial = out.with_name(f".{out.name}.partial")
     try:
-        with EventH5Writer(out, src.height, src.width) as writer:
+        with EventH5Writer(partial, src.height, src.width) as writer:
             events, images = _copy(src, writer, args.file)
-    except BaseException:  # no half-written file is left behind to be mistaken for a recording
-        out.unlink(missing_ok=True)
-        raise
+        partial.replace(out)
     finally:
+        partial.unlink(missing_ok=True)
         src.close()
     print(f"{out}: {events:,} events and {images} images from {src.description}")
     return 0

@@ -12,7 +12,7 @@ from streaming.exits import run_main  # first: it makes a Ctrl-C during the impo
 import time
 from pathlib import Path
 
-from streaming.cli import common_parser, outputs, run_config
+from streaming.cli import common_parser, outputs, print_outputs, run_config
 from streaming.datatypes import InputError
 from streaming.dvsources import SourceLost, open_source, serve_events
 from streaming.pipeline import Pipeline
@@ -37,6 +37,11 @@ def main(argv=None) -> int:
                     help="do not reconstruct: forward the camera's raw events as a DV network stream")
     args = ap.parse_args(argv)
     if args.serve_events:
+        # it forwards raw events and nothing else: a flag of the pipeline's would be silently ignored
+        ignored = [a.option_strings[0] for a in ap._actions
+                   if a.dest not in ("help", "camera", "denoise", "serve_events") and getattr(args, a.dest) != a.default]
+        if ignored:
+            raise InputError(f"--serve-events only forwards the camera's events: {', '.join(ignored)} would do nothing")
         source = open_source(args.camera, args.denoise)
         print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
         try:
@@ -52,8 +57,10 @@ def main(argv=None) -> int:
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
               flush=True)
         try:
-            stats = Pipeline(source, cfg, float("inf"), _numbered(outputs(args), attempt), args.max_seconds).run()
+            out = _numbered(outputs(args), attempt)
+            stats = Pipeline(source, cfg, float("inf"), out, args.max_seconds).run()
             print(stats.summary())
+            print_outputs(out)
             return 0
         except SourceLost as e:
             print(f"lost the source: {e}", flush=True)

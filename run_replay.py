@@ -6,7 +6,7 @@ from streaming.exits import run_main  # first: it makes a Ctrl-C during the impo
 from pathlib import Path
 
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
-                           run_config)
+                           print_outputs, run_config)
 from streaming.datatypes import InputError
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
@@ -29,9 +29,7 @@ def main(argv=None) -> int:
           f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)
     stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()
     print(stats.summary())
-    for path, what in ((args.record, "recording"), (args.video, "video")):
-        if path:
-            print(f"{what}: {path}")
+    print_outputs(outputs(args))
     return 0
 
 

@@ -15,13 +15,11 @@ import argparse
 import os
 import sys
 
-import zmq
-
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 
 from streaming.datatypes import InputError  # noqa: E402
-from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
+from streaming.protocol import DEFAULT_ADDRESS, decode, subscriber  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
 GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey
@@ -35,19 +33,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.scale < 1:
         raise InputError(f"--scale {args.scale}: must be 1 or more")
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    try:
-        sock.connect(args.address)
-    except zmq.ZMQError as e:
-        raise InputError(f"cannot connect to {args.address}: {e.strerror}; give an address such as "
-                         f"{DEFAULT_ADDRESS}") from None
-    for topic in (b"preview", b"stats"):
-        sock.setsockopt(zmq.SUBSCRIBE, topic)
-    if sys.platform.startswith("linux") and not any(
-            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
-        # else SDL complains about XDG_RUNTIME_DIR and opens a window nobody sees
-        raise InputError("cannot open a window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
-                         "run it where there is a display")
+    sock = subscriber(args.address, (b"preview", b"stats"))
+    if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER"):
+        # SDL tries every driver in turn and, where no display answers, ends on "offscreen": a
+        # window nobody sees. So name the one the environment points to.
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("cannot open a window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+                             "run it where there is a display")
+        os.environ["SDL_VIDEODRIVER"] = "x11" if os.environ.get("DISPLAY") else "wayland"
     try:
         pygame.display.init()
         screen = pygame.display.set_mode((320, 240))

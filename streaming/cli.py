@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import replace
-from pathlib import Path
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
-from streaming.datatypes import InputError
+from streaming.datatypes import InputError, check_sensor_size
 from streaming.exits import check_output_folder
+from streaming.h5format import check_h5_name
 from streaming.pipeline import Outputs
 from streaming.protocol import DEFAULT_ADDRESS
-from streaming.sources import H5_SUFFIXES
 from streaming.windows import WindowPolicy
 
 EPILOG = f"""\
@@ -72,21 +71,16 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         return None
     try:
         h, w = (int(v) for v in text.lower().split("x"))
-        if h > 0 and w > 0:
-            return h, w
     except ValueError:
-        pass
-    raise InputError(f"bad --sensor-size {text!r}: give HEIGHTxWIDTH, e.g. 260x346")
-
-
-def check_h5_name(path: str | Path, what: str) -> None:
-    """HDF5 goes out under an HDF5 suffix only: an out.mp4 or out.aedat4 would mislead every reader."""
-    if Path(path).suffix.lower() not in H5_SUFFIXES:
-        raise InputError(f"{what} {path}: this writes HDF5; name the file {' or '.join(H5_SUFFIXES)}")
+        raise InputError(f"bad --sensor-size {text!r}: give HEIGHTxWIDTH, e.g. 260x346") from None
+    check_sensor_size(f"--sensor-size {text}", h, w)
+    return h, w
 
 
 def run_config(args) -> RunConfig:
     """The configuration the flags select; bad flags end here, before any source is opened."""
+    if args.wait_subscribers < 0:
+        raise InputError(f"--wait-subscribers must be 0 or more, got {args.wait_subscribers}")
     for flag in ("max_seconds", "stats_every"):
         seconds = getattr(args, flag)
         if seconds is not None and not 0 < seconds < math.inf:
@@ -119,3 +113,9 @@ def run_config(args) -> RunConfig:
 
 def outputs(args) -> Outputs:
     return Outputs(args.record, args.video, args.wait_subscribers, args.stats_every)
+
+
+def print_outputs(out: Outputs) -> None:
+    for path, what in ((out.record, "recording"), (out.video, "video")):
+        if path:
+            print(f"{what}: {path}")

@@ -24,7 +24,6 @@ class RunConfig:
     overload: str = "merge"
     publish: str = DEFAULT_ADDRESS
     device: str = "auto"  # the network's; the filter always runs on the CPU
-    source: str = ""  # filled in by the pipeline, for the recorder's attributes
 
 
 def _find(name: str) -> Path:
@@ -47,6 +46,9 @@ def load_config(name: str | None = None) -> RunConfig:
     unknown = set(raw) - {"model", "window", "bins", "overload", "publish", "device"}
     if unknown:
         raise InputError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    for name, kind in (("model", dict), ("window", dict), ("publish", str), ("overload", str)):
+        if name in raw and not isinstance(raw[name], kind):
+            raise InputError(f"{path}: {name} must be {'a mapping' if kind is dict else 'a string'}, got {raw[name]!r}")
     cfg = RunConfig()
     if "model" in raw:
         cfg.model = dict(raw["model"])

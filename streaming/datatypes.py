@@ -17,14 +17,25 @@ class InputError(Exception):
     The command-line fronts print its message as one line and exit non-zero."""
 
 
+MAX_SENSOR_SIDE = 4096  # an IMX636 is 1280x720: a larger side is a typo, whose voxel grids would not fit in memory
+
+
+def check_sensor_size(where: str, height: int, width: int) -> None:
+    if not (0 < height <= MAX_SENSOR_SIDE and 0 < width <= MAX_SENSOR_SIDE):
+        raise InputError(f"{where}: a sensor of {height}x{width} (height x width)? Each side is 1 to "
+                         f"{MAX_SENSOR_SIDE} pixels; give the size with --sensor-size HxW, e.g. 260x346")
+
+
 def require_on_sensor(where: str, x: np.ndarray, y: np.ndarray, height: int, width: int) -> None:
-    """A recording's events off its sensor mean a wrong size (the file's or --sensor-size): one
-    line, rather than a replay whose sanitizer drops them as it does a live camera's."""
+    """A recording's events off its sensor mean a wrong size (the file's or --sensor-size) or
+    damaged data: one line, rather than a replay whose sanitizer drops them as it does a live
+    camera's."""
     out = (x < 0) | (x >= width) | (y < 0) | (y >= height)
     if out.any():
         i = int(np.argmax(out))
         raise InputError(f"{where}: an event at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} sensor "
-                         f"(width x height); give the sensor's size with --sensor-size HxW (height first)")
+                         f"(width x height): damaged data, or a wrong sensor size (give it with --sensor-size "
+                         f"HxW, height first)")
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ class Aedat4Source:
     reference frames. Not paced: the pipeline paces recordings."""
     live = False
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, sensor_size: tuple[int, int] | None = None):
         self._path = path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
@@ -118,6 +118,8 @@ class Aedat4Source:
             raise InputError(f"{path}: no event stream (streams: {', '.join(self._rec.getStreamNames()) or 'none'}); "
                              f"record the camera's events output")
         self.width, self.height = self._rec.getEventResolution()
+        if sensor_size is not None:
+            self.height, self.width = sensor_size
         self.has_frames = self._rec.isFrameStreamAvailable()
         self.description = (f"{path.name} (AEDAT4, {self._rec.getCameraName()}, {self.width}x{self.height}"
                             f"{', with frames' if self.has_frames else ''})")
@@ -275,6 +277,8 @@ def open_source(spec: str | None, denoise: bool = False, reconnect: bool = False
     reconnect: the caller reopens a lost source, and a network stream's end counts as lost."""
     if spec and spec.startswith("tcp://"):
         return NetworkSource(spec, denoise, end_is_lost=reconnect)
+    if spec and "://" in spec:
+        raise InputError(f"--camera {spec}: DV streams come over tcp:// only; give tcp://HOST:PORT or a camera serial")
     return CameraSource(spec or None, denoise)
 
 

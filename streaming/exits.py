@@ -3,6 +3,7 @@
 Kept apart from streaming.cli (the live fronts' options, which pull in ZeroMQ and PyAV) so that
 the offline tools (train.py, evaluate.py) run where the live fronts' packages are missing, such
 as a GPU machine's own Python."""
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def check_output_folder(path: str | Path, what: str) -> None:
     folder = Path(path).parent
     if not folder.is_dir():
         raise InputError(f"{what} {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{what} {path}: the folder {folder} is not writable")
 
 
 def run_main(main) -> None:

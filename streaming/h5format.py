@@ -10,9 +10,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame, reference_image, require_on_sensor
+from streaming.datatypes import (EventPacket, InputError, ReferenceFrame, check_sensor_size, reference_image,
+                                 require_on_sensor)
 
 CHUNK_EVENTS = 1 << 20
+MAX_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
+H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def check_h5_name(path: str | Path, what: str) -> None:
+    """HDF5 goes out under an HDF5 suffix only: an out.mp4 or out.aedat4 would mislead every reader."""
+    if Path(path).suffix.lower() not in H5_SUFFIXES:
+        raise InputError(f"{what} {path}: this writes HDF5; name the file {' or '.join(H5_SUFFIXES)}")
 
 
 def _seconds_to_us(ts: np.ndarray) -> np.ndarray:
@@ -29,7 +38,8 @@ class EventH5Reader:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError:
-            raise InputError(f"{path}: not an HDF5 file (expected the event_cnn_minimal/EventHDR layout)") from None
+            raise InputError(f"{path}: not an HDF5 file, or a damaged one (expected the event_cnn_minimal/EventHDR "
+                             f"layout)") from None
         ev = self._f.get("events")
         missing = [k for k in ("xs", "ys", "ts", "ps") if ev is None or k not in ev]
         if missing:
@@ -43,8 +53,12 @@ class EventH5Reader:
         if self.num_events == 0:
             raise InputError(f"{path}: the file holds no events")
         self._ts_in_seconds = self._ts.dtype.kind == "f"
+        if self._ts_in_seconds and abs(float(self._ts[-1]) - float(self._ts[0])) > MAX_SECONDS:
+            raise InputError(f"{path}: events/ts spans {float(self._ts[-1]) - float(self._ts[0]):.3g} s; float "
+                             f"timestamps are seconds in this layout (microseconds are stored as integers)")
         self.height, self.width = self._resolve_size(sensor_size)
         self._last_t = np.iinfo(np.int64).min
+        self._polarities = set()  # which of -1 and 0 has come: a file uses one convention
 
     def _resolve_size(self, override):
         if override is not None:
@@ -52,7 +66,12 @@ class EventH5Reader:
         res = self._f.attrs.get("sensor_resolution")
         if res is None:
             raise InputError(f"{self.path}: no sensor_resolution attribute; pass --sensor-size HxW")
+        res = np.asarray(res)
+        if res.shape != (2,) or res.dtype.kind not in "iuf" or (res != np.round(res)).any():
+            raise InputError(f"{self.path}: sensor_resolution is {res.tolist()!r}, not [height, width]; "
+                             f"pass --sensor-size HxW")
         h, w = (int(v) for v in res)
+        check_sensor_size(f"{self.path} (sensor_resolution)", h, w)
         return h, w
 
     def read(self, start: int, stop: int) -> EventPacket:
@@ -60,7 +79,8 @@ class EventH5Reader:
         ts = self._ts[start:stop]
         if self._ts_in_seconds:
             if not np.isfinite(ts).all():
-                raise InputError(f"{self.path}: events/ts holds NaN or inf near event {start}")
+                at = start + int(np.flatnonzero(~np.isfinite(ts))[0])
+                raise InputError(f"{self.path}: events/ts holds NaN or inf at event {at}")
             t = _seconds_to_us(ts)
         else:
             t = ts.astype(np.int64)
@@ -68,11 +88,20 @@ class EventH5Reader:
         y = self._ys[start:stop].astype(np.int64)
         p = self._ps[start:stop]
         self._check(start, t, x, y)
-        if p.dtype == np.bool_ or p.min() >= 0:
-            pol = np.where(p > 0, 1, -1).astype(np.int8)
-        else:
-            pol = np.sign(p).astype(np.int8)
-        return EventPacket(t, x.astype(np.uint16), y.astype(np.uint16), pol)
+        if p.dtype != np.bool_:
+            self._check_polarity(start, p)
+        return EventPacket(t, x.astype(np.uint16), y.astype(np.uint16), np.where(p > 0, 1, -1).astype(np.int8))
+
+    def _check_polarity(self, start, p):
+        """0/1 or -1/+1, one of them: anything else is not a polarity this layout knows."""
+        off = (p != 1) & (p != 0) & (p != -1)
+        if off.any():
+            i = int(np.flatnonzero(off)[0])
+            raise InputError(f"{self.path}: events/ps holds {p[i].item()!r} at event {start + i}; polarities are "
+                             f"bool, 0/1 or -1/+1")
+        self._polarities |= {v for v in (0, -1) if (p == v).any()}
+        if len(self._polarities) == 2:
+            raise InputError(f"{self.path}: events/ps mixes 0 and -1; polarities are 0/1 or -1/+1, not both")
 
     def _check(self, start, t, x, y):
         prev = np.concatenate(([self._last_t], t[:-1])) if start > 0 else t[:-1]
@@ -105,8 +134,11 @@ class EventH5Reader:
             if ts is None:
                 raise InputError(f"{self.path}: images/{name} has no timestamp attribute")
             t_us = int(_seconds_to_us(np.asarray(ts))) if self._ts_in_seconds else int(ts)
-            refs.append(ReferenceFrame(t_us, img,
-                                       int(d.attrs.get("event_idx", -1))))
+            event_idx = int(d.attrs.get("event_idx", -1))
+            if not -1 <= event_idx <= self.num_events:  # -1: not given
+                raise InputError(f"{self.path}: images/{name} has event_idx {event_idx}, but the file holds "
+                                 f"{self.num_events:,} events")
+            refs.append(ReferenceFrame(t_us, img, event_idx))
         refs.sort(key=lambda r: r.t_us)
         return refs
 
@@ -163,6 +195,9 @@ class EventH5Writer:
     def add_image(self, t_us: int, image: np.ndarray):
         """image: uint8 or uint16 (H, W), or float32 for linear ground truth (unbounded). Call soon
         after adding the events up to t_us."""
+        if image.shape != (self.height, self.width):  # training and evaluation compare them pixel by pixel
+            raise InputError(f"an image of {image.shape[0]}x{image.shape[1]} does not fit the "
+                             f"{self.height}x{self.width} sensor (height x width)")
         start = max(0, self._n - (1 << 16))
         k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
         d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)

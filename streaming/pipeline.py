@@ -27,6 +27,7 @@ from streaming.video import SideBySideVideo
 from streaming.windows import NEEDS_FRAMES, Windower
 
 RING_CAPACITY = 8
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
 
 
 @dataclass
@@ -106,12 +107,13 @@ class Pipeline:
             self.ring.close()
 
     def run(self) -> RunStats:
-        """Until the source ends, or Ctrl-C: then reading stops and what is queued is drained.
-        Ctrl-C sets a flag rather than raising KeyboardInterrupt: an exception raised inside a
-        finalizer or a library's callback is only printed, and one replay in our tests ran to
-        its end after Ctrl-C."""
+        """Until the source ends, or Ctrl-C (or SIGTERM): then reading stops and what is queued
+        is drained. They set a flag rather than raise KeyboardInterrupt: an exception raised
+        inside a finalizer or a library's callback is only printed, and one replay in our tests
+        ran to its end after Ctrl-C. The flag stays until the files are closed: a Ctrl-C while
+        the video encoder flushes would lose the video."""
         on_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, lambda *_: self._stop.set()) if on_main else None
+        previous = {s: signal.signal(s, lambda *_: self._stop.set()) for s in STOP_SIGNALS} if on_main else {}
         reader = threading.Thread(target=self._read, name="reader", daemon=True)
         reader.start()
         held: deque[VoxelWindow] = deque()
@@ -128,10 +130,10 @@ class Pipeline:
                     self._report()
             reader.join()
         finally:
-            if on_main:
-                signal.signal(signal.SIGINT, previous)
             self._stop.set()
             self._close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         if self._reader_error is not None:
             raise self._reader_error
         return self.stats
@@ -171,9 +173,12 @@ class Pipeline:
         self.log(RunStats.line(s))
 
     def _close(self) -> None:
-        for out in (self._recorder, self._video):
-            if out:
-                out.close()
-        self._publisher.stats({**self.stats.snapshot(), "final": True})
-        self._publisher.close()
-        self.source.close()
+        """Consumers wait for the final stats to end: they go out even if closing a file fails."""
+        try:
+            for out in (self._recorder, self._video):
+                if out:
+                    out.close()
+        finally:
+            self._publisher.stats({**self.stats.snapshot(), "final": True})
+            self._publisher.close()
+            self.source.close()

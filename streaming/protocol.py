@@ -14,12 +14,36 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import zmq
 
-from streaming.datatypes import Frame
+from streaming.datatypes import Frame, InputError
 
 VERSION = 1
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 TOPICS = (b"frame", b"preview", b"stats")
+
+
+def check_port(address: str) -> None:
+    """ZeroMQ takes a TCP port modulo 65536 (tcp://127.0.0.1:99999 binds 34463, where no
+    subscriber will look): refuse it instead. '*' (any free port) passes."""
+    port = address.rpartition(":")[2]
+    if address.startswith("tcp://") and port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+        raise InputError(f"bad address {address}: a TCP port is 1-65535 (e.g. {DEFAULT_ADDRESS})")
+
+
+def subscriber(address: str, topics) -> zmq.Socket:
+    """A SUB socket connected to a pipeline at `address`, subscribed to `topics`."""
+    check_port(address)
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    try:
+        sock.connect(address)
+    except zmq.ZMQError as e:
+        sock.close(0)
+        raise InputError(f"cannot connect to {address}: {e.strerror}; give an address such as "
+                         f"{DEFAULT_ADDRESS}") from None
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
+    return sock
 
 
 def frame_header(frame: Frame, image: np.ndarray, encoding: str, run: dict) -> bytes:

@@ -7,7 +7,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from streaming.datatypes import Frame, InputError
-from streaming.protocol import encode_frame, encode_preview, encode_stats
+from streaming.protocol import check_port, encode_frame, encode_preview, encode_stats
 
 SETTLE_S = 0.1  # quiet after the last handshake: the subscriptions that follow it have arrived
 
@@ -17,6 +17,7 @@ class Publisher:
     description of the run (protocol.py)."""
 
     def __init__(self, address: str, run: dict, wait_subscribers: int = 0, wait_timeout_s: float = 30.0):
+        check_port(address)
         self._run = run
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)

@@ -9,16 +9,17 @@ recorder leaves a readable file holding every flushed frame.
 """
 from __future__ import annotations
 
+from streaming.exits import check_output_folder, run_main  # first: it makes a Ctrl-C during the imports quiet
+
 import argparse
 import json
-import sys
 
 import h5py
 import numpy as np
-import zmq
 
 from streaming.datatypes import Frame, InputError
-from streaming.protocol import DEFAULT_ADDRESS, decode
+from streaming.h5format import check_h5_name
+from streaming.protocol import DEFAULT_ADDRESS, decode, subscriber
 
 
 class FrameRecorder:
@@ -53,16 +54,18 @@ class FrameRecorder:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Record the `frame` topic of a running pipeline to HDF5.")
+    ap = argparse.ArgumentParser(prog="python -m streaming.recorder",
+                                 description="Record the `frame` topic of a running pipeline to HDF5.")
     ap.add_argument("out", help="output .h5 file")
     ap.add_argument("--connect", default=DEFAULT_ADDRESS, help=f"publisher address (default {DEFAULT_ADDRESS})")
     ap.add_argument("--max-frames", type=int, default=0,
                     help="stop after this many frames (0: when the pipeline ends, or Ctrl-C)")
     args = ap.parse_args(argv)
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    sock.connect(args.connect)
-    sock.setsockopt(zmq.SUBSCRIBE, b"frame")
-    sock.setsockopt(zmq.SUBSCRIBE, b"stats")  # for the final one: the pipeline has ended
+    if args.max_frames < 0:
+        raise InputError(f"--max-frames must be 0 or more, got {args.max_frames}")
+    check_h5_name(args.out, "output")
+    check_output_folder(args.out, "output")
+    sock = subscriber(args.connect, (b"frame", b"stats"))  # stats for the final one: the pipeline has ended
     rec = None
     try:
         while not args.max_frames or rec is None or rec.count < args.max_frames:
@@ -76,16 +79,13 @@ def main(argv=None) -> int:
             rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)
     except KeyboardInterrupt:
         pass
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     finally:
         if rec:
             rec.close()
-            print(f"recorded {rec.count} frames to {args.out}")
         sock.close(0)
+    print(f"recorded {rec.count} frames to {args.out}" if rec else "recorded nothing: no frame came")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -108,7 +108,7 @@ class RosbagSource:
         try:
             with self._reader(path) as bag:
                 connections = list(bag.connections)
-        except (rosbag1.ReaderError, rosbag2.ReaderError, OSError) as e:
+        except (rosbag1.ReaderError, rosbag2.ReaderError, OSError, UnicodeDecodeError) as e:  # Unicode: not a bag at all
             raise InputError(f"{path}: not a readable {kind} bag ({e})") from None
         events = sorted({c.topic for c in connections if c.msgtype in (*EVENT_TYPES, PACKED_EVENT_TYPE)})
         if topic is None and len(events) == 1:

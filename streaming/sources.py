@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
-from streaming.h5format import EventH5Reader
+from streaming.h5format import H5_SUFFIXES, EventH5Reader
 from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
-H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 ROS2_SUFFIXES = (".mcap", ".db3")  # a ROS 2 bag's storage files; the bag itself is their folder
 PACE_SLICE_US = 2000  # replay granularity: a paced stream is released in 2 ms steps
 
@@ -65,7 +64,7 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic:
         return H5Source(path, sensor_size)
     if suffix == ".aedat4":
         from streaming.dvsources import Aedat4Source
-        return Aedat4Source(path)
+        return Aedat4Source(path, sensor_size)
     if suffix in PROPHESEE_SUFFIXES:
         return PropheseeSource(path, sensor_size)
     raise InputError(f"{path}: unknown recording type {suffix or '(no suffix)'}; give an HDF5 "

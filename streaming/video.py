@@ -27,9 +27,9 @@ class SideBySideVideo:
     def __init__(self, path: str, height: int, width: int, fps: float):
         try:
             self._out = av.open(path, "w")
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot write video {path}: {e}") from None
-        self._stream = self._out.add_stream("libx264", rate=max(1, round(fps)))
+            self._stream = self._out.add_stream("libx264", rate=max(1, round(fps)))
+        except (OSError, ValueError) as e:  # ValueError: a container that takes no H.264 (.gif, .webm)
+            raise InputError(f"cannot write video {path}: {e}; name it .mp4, .mkv or .avi") from None
         # the encoder wants even sizes
         self._h, self._w3 = height + height % 2, 3 * width + (3 * width) % 2
         self._stream.width, self._stream.height = self._w3, self._h

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,13 +32,20 @@ class WindowPolicy:
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise InputError(f"unknown window policy {self.policy!r}; use one of {', '.join(POLICIES)}")
-        if self.policy == "ms" and not self.ms >= MIN_MS:
-            raise InputError(f"window duration must be at least {MIN_MS} ms (1 µs), got {self.ms} ms")
+        # a config file can give any YAML value: true is no duration, 1000.7 no event count
+        for name, kind in (("ms", (int, float)), ("events", int), ("max_ms", (int, float, type(None)))):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise InputError(f"window {name} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
+        if self.policy == "ms" and not MIN_MS <= self.ms < math.inf:
+            raise InputError(f"window duration must be at least {MIN_MS} ms (1 µs) and finite, got {self.ms} ms")
         if self.policy == "events" and self.events < 1:
             raise InputError(f"window event count must be positive, got {self.events}")
-        if self.max_ms is not None and (self.policy != "events" or not self.max_ms >= MIN_MS):
-            raise InputError(f"a window's longest duration (max_ms {self.max_ms}) needs event-count windows "
-                             f"and must be at least {MIN_MS} ms (1 µs)")
+        if self.max_ms is not None and self.policy != "events":
+            raise InputError(f"a window's longest duration (max_ms {self.max_ms}) is for event-count windows")
+        if self.max_ms is not None and not MIN_MS <= self.max_ms < math.inf:
+            raise InputError(f"a window's longest duration must be at least {MIN_MS} ms (1 µs) and finite, "
+                             f"got {self.max_ms} ms")
 
     def describe(self) -> str:
         if self.policy == "events":

@@ -1,4 +1,7 @@
 """convert.py: recordings of every readable format to the EventHDR HDF5 layout, read back."""
+import os
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -66,7 +69,7 @@ def test_hdf5_with_16_bit_and_linear_frames_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("too small", "lies outside the 100x100 sensor (width x height); give the sensor's size with --sensor-size"),
+    ("too small", "lies outside the 100x100 sensor (width x height): damaged data, or a wrong sensor size"),
     ("onto itself", "the output would replace the recording"),
     ("no size", "the header gives no sensor size"),
     ("not HDF5", "this writes HDF5; name the file .h5"),
@@ -80,3 +83,33 @@ def test_bad_conversions_give_one_line_and_leave_no_file(tmp_path, case, message
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert src.read_bytes() == EVT2.read_bytes()
     assert not (tmp_path / "out.h5").exists() and not (tmp_path / "out.aedat4").exists()
+
+
+def test_a_failed_conversion_keeps_the_file_it_would_replace(tmp_path):
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"an earlier conversion")
+    r = run_cli("convert.py", EVT2, out, "--sensor-size", "100x100")  # events off that sensor: it fails
+    assert r.returncode == 2 and out.read_bytes() == b"an earlier conversion", r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["out.h5"]  # and no partial file is left
+
+
+def test_outputs_that_are_the_input_by_another_name_or_a_folder_are_refused(tmp_path):
+    write_moving_edge(tmp_path / "in.h5", seconds=0.1)
+    os.link(tmp_path / "in.h5", tmp_path / "alias.h5")
+    before = (tmp_path / "in.h5").read_bytes()
+    r = run_cli("convert.py", tmp_path / "alias.h5", tmp_path / "in.h5")
+    assert r.returncode == 2 and "would replace the recording" in r.stderr and (tmp_path / "in.h5").read_bytes() == before
+    (tmp_path / "dir.h5").mkdir()
+    r = run_cli("convert.py", tmp_path / "in.h5", tmp_path / "dir.h5")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "a folder" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not STREET_AEDAT4.exists(), reason="the team's shared/data folder is not beside the repo")
+def test_a_sensor_size_that_does_not_fit_the_images_is_refused(tmp_path):
+    """--sensor-size overrides an AEDAT4 file's too; its 260x346 APS frames do not fit 480x640,
+    and training and evaluation compare them with the frames pixel by pixel."""
+    shutil.copy(STREET_AEDAT4, tmp_path / "street.aedat4")
+    assert items(tmp_path / "street.aedat4", (480, 640))[2] == (480, 640)
+    r = run_cli("convert.py", tmp_path / "street.aedat4", tmp_path / "out.h5", "--sensor-size", "480x640")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not fit the 480x640 sensor" in r.stderr, r.stderr
+    assert not (tmp_path / "out.h5").exists()

@@ -81,9 +81,15 @@ def test_max_seconds_stops_a_live_run(dvserver, tmp_path):
     assert 0.8e6 <= span <= 1.05e6
 
 
-def test_no_camera_gives_one_clear_line():
-    r = run_cli("run_live.py", "--camera", "--max-seconds", "1")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no event camera found" in r.stderr, r.stderr
+@pytest.mark.parametrize("flags,message", [
+    (["--camera", "--max-seconds", "1"], "no event camera found"),
+    (["--camera", "udp://127.0.0.1:7777"], "DV streams come over tcp:// only"),
+    (["--camera", "--serve-events", "127.0.0.1:7777", "--max-seconds", "1", "--record", "o.h5"],
+     "--record, --max-seconds would do nothing"),
+])
+def test_no_camera_or_a_bad_source_gives_one_clear_line(flags, message):
+    r = run_cli("run_live.py", *flags)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
 @pytest.mark.skipif(not STREET_AEDAT4.exists(), reason="the team's shared/data folder is not beside the repo")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from streaming.config import RunConfig, load_config
-from streaming.datatypes import EventPacket
-from streaming.h5format import EventH5Writer
+from streaming.datatypes import EventPacket, InputError
+from streaming.h5format import EventH5Reader, EventH5Writer
 from streaming.pipeline import Outputs, Pipeline
 from streaming.protocol import encode_stats
 from streaming.sources import H5Source, paced
@@ -156,6 +156,18 @@ def test_recorder_as_a_separate_subscriber(tmp_path):
         assert "highpass" in f.attrs["model"] and f.attrs["window"] == "20 ms" and "r.h5" in f.attrs["source"]
 
 
+@pytest.mark.parametrize("args,message", [
+    (["o.h5", "--connect", "foo"], "cannot connect to foo"), (["o.h5", "--connect", "tcp://127.0.0.1:0"], "port is 1-65535"),
+    (["o.h5", "--max-frames", "-1"], "--max-frames must be 0 or more"), (["o.mp4"], "this writes HDF5"),
+    (["no/such/folder/o.h5"], "there is no folder no/such/folder"),
+])
+def test_recorder_bad_flags_give_one_clear_line(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "streaming.recorder", *args], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_killed_recorder_leaves_a_readable_file(tmp_path):
     code = ("import numpy as np, sys; from streaming.recorder import FrameRecorder\n"
             "r = FrameRecorder(sys.argv[1], 8, 8, {'model': 'x'})\n"
@@ -179,21 +191,37 @@ def _bad_files(d):
     (d / "clip.mp4").write_bytes(bytes(16))
     with h5py.File(d / "nodata.h5", "w") as f:
         f["events/xs"] = np.zeros(3, np.int16)
-    def events(name, ts, xs, res=(10, 10)):
+    (d / "image.bag").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+
+    def events(name, ts, xs=(1, 2, 3), res=(10, 10), ps=None):
         with h5py.File(d / name, "w") as f:
             f["events/ts"], f["events/xs"] = ts, np.array(xs, np.int16)
-            f["events/ys"], f["events/ps"] = np.zeros(len(ts), np.int16), np.ones(len(ts), bool)
+            f["events/ys"], f["events/ps"] = np.zeros(len(ts), np.int16), np.ones(len(ts), bool) if ps is None else ps
             f.attrs["sensor_resolution"] = res
-    events("unsorted.h5", np.array([0.1, 0.3, 0.2]), [1, 2, 3])
-    events("outside.h5", np.array([0.1, 0.2, 0.3]), [1, 2, 10])
+    t = np.array([0.1, 0.2, 0.3])
+    events("unsorted.h5", np.array([0.1, 0.3, 0.2]))
+    events("outside.h5", t, [1, 2, 10])
     events("empty.h5", np.zeros(0), [])
-    events("nan.h5", np.array([0.1, np.nan, 0.3]), [1, 2, 3])
+    events("nan.h5", np.array([0.1, np.nan, 0.3]))
+    events("res3.h5", t, res=(10, 10, 3))
+    events("huge.h5", t, res=(100000, 100000))
+    events("pol5.h5", t, ps=np.array([1, 5, 0], np.int8))
+    events("pol_half.h5", t, ps=np.array([1.0, 0.5, 0.0]))
+    events("microseconds.h5", t * 1e7)  # float microseconds: days of "seconds"
+    events("event_idx.h5", t)
+    with h5py.File(d / "event_idx.h5", "a") as f:
+        f["images/image000000000"] = np.zeros((10, 10), np.uint8)
+        f["images/image000000000"].attrs.update(timestamp=0.25, event_idx=100)
 
 
 @pytest.mark.parametrize("name,message", [
     ("missing.h5", "no such file"), ("notes.h5", "not an HDF5 file"), ("nodata.h5", "missing datasets"),
     ("unsorted.h5", "time-sorted"), ("outside.h5", "outside the 10x10 sensor"), ("empty.h5", "no events"),
-    ("nan.h5", "NaN"), ("clip.mp4", "unknown recording type"),
+    ("nan.h5", "NaN or inf at event 1"), ("clip.mp4", "unknown recording type"),
+    ("res3.h5", "sensor_resolution is [10, 10, 3], not [height, width]"), ("huge.h5", "Each side is 1 to 4096"),
+    ("pol5.h5", "events/ps holds 5 at event 1"), ("pol_half.h5", "holds 0.5 at event 1"),
+    ("microseconds.h5", "float timestamps are seconds"), ("event_idx.h5", "has event_idx 100, but the file holds 3"),
+    ("image.bag", "not a readable ROS 1 bag"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     _bad_files(tmp_path)
@@ -203,10 +231,25 @@ def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
 
 
+def test_polarities_mixing_0_and_minus_1_across_chunks_are_refused(tmp_path):
+    """Each chunk alone is a valid convention (0/1, then -1/+1): only the file as a whole is not."""
+    with h5py.File(tmp_path / "mixed.h5", "w") as f:
+        f["events/ts"], f["events/xs"], f["events/ys"] = np.arange(8) * 1e-3, np.zeros(8, np.int16), np.zeros(8, np.int16)
+        f["events/ps"] = np.array([0, 1, 0, 1, -1, 1, -1, 1], np.int8)
+        f.attrs["sensor_resolution"] = (4, 4)
+    reader = EventH5Reader(tmp_path / "mixed.h5")
+    with pytest.raises(InputError, match="mixes 0 and -1"):
+        list(reader.chunks(4))
+    reader.close()
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--rate", "fast"], "bad --rate"), (["--rate", "0x"], "bad --rate"), (["--config", "nope"], "no config"),
     (["--model", "missing.pth"], "no such checkpoint"), (["--window-ms", "-3"], "must be at least"),
+    (["--window-ms", "inf"], "and finite"), (["--window-events", "100", "--window-max-ms", "inf"], "and finite"),
     (["--window-events", "100", "--window-max-ms", "0.0001"], "must be at least 0.001 ms"),
+    (["--sensor-size", "100000x100000"], "Each side is 1 to 4096"), (["--video", "TMP/v.gif"], "name it .mp4"),
+    (["--wait-subscribers", "-1"], "must be 0 or more"), (["--publish", "tcp://127.0.0.1:99999"], "port is 1-65535"),
     (["--max-seconds", "0"], "--max-seconds must be a positive"), (["--max-seconds", "inf"], "got inf"),
     (["--stats-every", "-1"], "--stats-every must be a positive"), (["--record", "out.mp4"], "this writes HDF5"),
     (["--video", "no/such/folder/v.mp4"], "there is no folder no/such/folder"),
@@ -214,8 +257,9 @@ def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     (["--config", "weights/eventhdr_cpu.pth"], "not valid YAML"),
 ])
 def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
-    r = run_cli("run_replay.py", edge_h5, *flags)
+    r = run_cli("run_replay.py", edge_h5, *(f.replace("TMP", str(edge_h5.parent)) for f in flags))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (edge_h5.parent / "v.gif").exists()
 
 
 def test_port_in_use_gives_one_clear_line(edge_h5):
@@ -230,7 +274,7 @@ def test_port_in_use_gives_one_clear_line(edge_h5):
     assert r.returncode == 2 and "pass another --publish address" in r.stderr and r.stderr.count("\n") == 1
 
 
-def replay_1x(tmp_path, images: bool = True):
+def replay_1x(tmp_path, images: bool = True, *flags):
     """A 4 s replay at 1x in a process of its own, started (its first line read). Without
     images the file is a single chunk of events, with no reference frames between them."""
     ev = write_moving_edge(tmp_path / "r.h5", seconds=4.0, rate=20000)
@@ -239,7 +283,7 @@ def replay_1x(tmp_path, images: bool = True):
             w.add_events(ev)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     p = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "1x", "--publish",
-                          f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5", "--stats-every", "0.5"],
+                          f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5", "--stats-every", "0.5", *flags],
                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline().startswith("replaying")
     return p
@@ -257,6 +301,30 @@ def test_ctrl_c_stops_cleanly(tmp_path, images):
     with h5py.File(tmp_path / "o.h5", "r") as f:  # closed properly: opens without swmr
         n = len(f["seq"])
     assert 10 < n < 120  # stopped at once, about 1.5 s in: 4 s of 25 ms windows would be 160
+
+
+def test_sigterm_stops_as_ctrl_c_does_and_consumers_hear_the_end(tmp_path):
+    """kill, systemd and docker stop send SIGTERM: the files are closed (the video too) and the
+    final stats go out, so a subscriber waiting for them ends."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sub = subprocess.Popen([sys.executable, "examples/subscribe.py", address], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        p = replay_1x(tmp_path, True, "--publish", address, "--video", tmp_path / "o.mp4", "--wait-subscribers", "1")
+        assert p.stdout.readline().startswith("waiting for 1 subscriber")
+        assert p.stdout.readline().startswith("[")
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        received = sub.communicate(timeout=30)[0].splitlines()
+    finally:
+        sub.kill()
+    assert p.returncode == 0 and "done:" in out and sub.returncode == 0, err
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        n = len(f["seq"])
+    with av.open(str(tmp_path / "o.mp4")) as v:
+        assert sum(1 for _ in v.decode(video=0)) == n
+    assert 10 < n < 120 and len(received) == n  # stopped early; the subscriber got every frame
 
 
 def test_ctrl_c_during_start_up_ends_without_a_traceback(tmp_path):
@@ -281,7 +349,10 @@ def test_ctrl_c_while_a_front_imports_is_one_line():
     ("model: {type: e2vid}\n", "use highpass or eventhdr"), ("window: {policy: ms, size: 3}\n", "bad window settings"),
     ("colour: red\n", "unknown settings colour"), ("model: [\n", "not valid YAML"),
     ("device: gpu\n", "use auto, cpu, cuda or cuda:N"),
-    ("window: {policy: ms, max_ms: 50}\n", "needs event-count windows"),
+    ("window: {policy: ms, max_ms: 50}\n", "is for event-count windows"),
+    ("model: highpass\n", "model must be a mapping"), ("publish: 5555\n", "publish must be a string"),
+    ("window: {policy: events, events: 1000.7}\n", "window events must be an integer"),
+    ("window: {policy: ms, ms: true}\n", "window ms must be a number"),
     ("model: {type: highpass, cutoff_hz: -1}\n", "cutoff_hz must be >= 0 and contrast > 0"),
 ])
 def test_bad_config_gives_one_clear_line(edge_h5, tmp_path, text, message):

@@ -27,7 +27,8 @@ def test_the_viewer_shows_a_replay_until_it_ends(edge_h5):
 
 
 @pytest.mark.parametrize("display", [{"SDL_VIDEODRIVER": "x11", "DISPLAY": ":99"},  # no X server there
-                                     {}])  # no display at all: SDL would fall back to an unseen window
+                                     {"DISPLAY": ":99"},  # SDL would go on to its "offscreen" driver: unseen
+                                     {}])  # no display at all
 def test_the_viewer_without_a_screen_says_so_in_one_line(display):
     env = {**{k: v for k, v in HEADLESS.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")},
            **display}
