@@ -19,7 +19,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 
 from streaming.datatypes import InputError  # noqa: E402
-from streaming.protocol import DEFAULT_ADDRESS, decode, subscriber  # noqa: E402
+from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
+from streaming.subscriber import subscriber  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
 GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey

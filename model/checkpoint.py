@@ -51,7 +51,7 @@ def _readable(name: str) -> str:
     return f"os.{attr}" if module in ("posix", "nt") else name
 
 
-def _reason(e: Exception) -> str:
+def load_error(e: Exception) -> str:
     """One line from torch.load's error. Weights-only refusals bury the cause (the line naming the
     GLOBAL or the operand) under advice to turn the check off, which must not be passed on, and
     end it with advice to allow-list the global."""
@@ -68,7 +68,8 @@ def _unpickle(path: Path) -> object:
     with torch.serialization.safe_globals(_SAFE_GLOBALS):
         try:
             refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except (ValueError, RuntimeError):  # not torch.save's zip format, or damaged: torch.load says which
+        # Not torch.save's zip format, or damaged (a truncated archive is an OSError): torch.load says which.
+        except (ValueError, RuntimeError, OSError):
             refused = []
         if refused:
             names = ", ".join(sorted(_readable(g) for g in refused))
@@ -77,7 +78,7 @@ def _unpickle(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001  whatever the cause, the file cannot be used: say why
             raise InputError(f"checkpoint {path}: cannot be read as a safe PyTorch checkpoint "
-                             f"({_reason(e)})") from None
+                             f"({load_error(e)})") from None
 
 
 def _strip_module(key: str) -> str:

@@ -23,6 +23,7 @@ from model.metrics import sequence_metrics
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
 from streaming.exits import check_output_folder, run_main
+from streaming.h5format import H5_SUFFIXES
 from streaming.offline import voxel_windows
 from streaming.sources import is_ros2_bag, open_recording
 from streaming.windows import WindowPolicy
@@ -42,17 +43,37 @@ def reconstruct(model, windows) -> dict[int, np.ndarray]:
     return out
 
 
-def evaluate_file(path, models: dict[str, dict], bins: int = 5, device: str = "auto") -> dict[str, dict]:
+def frame_windows(path, bins: int = 5):
+    """(the recording's frame-aligned windows, their ground truth (N, H, W), (height, width)),
+    for training and evaluation alike. The ground truth is checked: NaN or inf would turn every
+    mean in the table into nan, and an image whose size is not the sensor's would fail deep in
+    the metrics or a crop. Three windows at least: EventHDR's first and last have no neighbour."""
     src = open_recording(str(path))
-    windows = list(voxel_windows(src, WindowPolicy("frames"), bins))
-    src.close()
+    try:
+        windows = list(voxel_windows(src, WindowPolicy("frames"), bins))
+    finally:
+        src.close()
     if len(windows) < 3:
-        raise InputError(f"{path}: needs at least 3 intensity frames to evaluate, has {len(windows)}")
+        raise InputError(f"{path}: needs at least 3 intensity frames, has {len(windows)}")
+    size = (src.height, src.width)
+    for w in windows:
+        image = w.reference.image
+        if image.shape != size:
+            raise InputError(f"{path}: an intensity image at {w.reference.t_us} us is {image.shape[0]}x"
+                             f"{image.shape[1]}, not the sensor's {size[0]}x{size[1]} (height x width)")
+        if not np.isfinite(image).all():
+            raise InputError(f"{path}: the intensity image at {w.reference.t_us} us holds NaN or inf; "
+                             "ground truth must be finite")
+    return windows, np.stack([w.reference.image for w in windows]), size
+
+
+def evaluate_file(path, models: dict[str, dict], bins: int = 5, device: str = "auto") -> dict[str, dict]:
+    windows, truth, (height, width) = frame_windows(path, bins)
     centres = range(1, len(windows) - 1)
-    truth = np.stack([windows[j].reference.image for j in centres])
+    truth = truth[1:-1]
     results = {"blank": sequence_metrics(np.zeros_like(truth), truth)}
     for name, cfg in models.items():
-        frames = reconstruct(make_reconstructor(cfg, src.height, src.width, device), windows)
+        frames = reconstruct(make_reconstructor(cfg, height, width, device), windows)
         results[name] = sequence_metrics(np.stack([frames[j] for j in centres]), truth)
     return results
 
@@ -74,21 +95,41 @@ def checkpoint_labels(paths: list[str]) -> list[str]:
 
 
 def recordings(paths) -> list[Path]:
-    """Files as named, and the .h5 files of folders (a ROS 2 bag's folder is one recording)."""
+    """Files as named, and the HDF5 files of folders (a ROS 2 bag's folder is one recording),
+    each opened and checked for intensity frames before any work: a bad last file must not
+    cost the evaluation or the loading of all the others."""
     files = []
     for p in map(Path, paths):
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
-        found = sorted(p.glob("*.h5")) if p.is_dir() and not is_ros2_bag(p) else [p]
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in H5_SUFFIXES) \
+            if p.is_dir() and not is_ros2_bag(p) else [p]
         if not found:
-            raise InputError(f"{p}: holds no .h5 recordings")
+            raise InputError(f"{p}: holds no HDF5 recordings ({', '.join(H5_SUFFIXES)})")
         files += found
+    for f in files:
+        src = open_recording(str(f))
+        src.close()
+        if not src.has_frames:
+            raise InputError(f"{f}: has no intensity frames; training and evaluation need them as ground truth")
     return files
+
+
+def check_table_path(out: str, inputs: list[Path]) -> None:
+    """--out is written after the whole evaluation, over whatever is there: never a recording."""
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out}: is a folder; name the file to write the table to")
+    if any(path.resolve() == f.resolve() for f in inputs):
+        raise InputError(f"--out {out}: is one of the recordings; name another file for the table, such as table.md")
+    if path.suffix.lower() in H5_SUFFIXES:
+        raise InputError(f"--out {out}: an HDF5 name, for a markdown table; name it such as table.md")
+    check_output_folder(out, "--out")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recordings", nargs="+", help="recordings with intensity frames (any format run_replay.py reads), or folders of .h5")
+    ap.add_argument("recordings", nargs="+", help="recordings with intensity frames (any format run_replay.py reads), or folders of HDF5 files")
     ap.add_argument("--model", action="append", default=[], help="a checkpoint to evaluate (repeatable)")
     ap.add_argument("--config", action="append", default=[], help="a configuration to evaluate (repeatable)")
     ap.add_argument("--out", help="also write the table (markdown) to this file")
@@ -101,10 +142,11 @@ def main(argv=None) -> int:
     models.update({c: load_config(c).model for c in args.config})
     for cfg in models.values():  # a bad checkpoint or config is one line before any work
         make_reconstructor(cfg, 16, 16, "cpu")
+    files = recordings(args.recordings)
     if args.out:
-        check_output_folder(args.out, "--out")
-    per_file = {str(f): evaluate_file(f, models, device=device)
-                for f in tqdm(recordings(args.recordings), desc="evaluating")}
+        check_table_path(args.out, files)
+    with tqdm(files, desc="evaluating") as bar:  # closed as an error passes: not redrawn after its line
+        per_file = {str(f): evaluate_file(f, models, device=device) for f in bar}
     text = table(per_file)
     print(text)
     if args.out:

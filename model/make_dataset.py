@@ -15,7 +15,10 @@ other style is another scene.
 """
 from __future__ import annotations
 
+from streaming.exits import check_output_dir, run_main  # first: it makes a Ctrl-C during the imports quiet
+
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,7 @@ from tqdm import tqdm
 
 from model.scenes import STYLES, render_sequence
 from model.simulator import SimConfig
+from streaming.datatypes import InputError
 
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
 SEEDS_PER_SPLIT = 1_000_000
@@ -55,7 +59,7 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.make_dataset", description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--split", choices=sorted(SPLIT_SEED_BASE), required=True)
@@ -66,21 +70,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gt-fps", type=float, default=25.0, help="ground-truth frames per second")
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:
-        ap.error(f"--count must be in 1..{SEEDS_PER_SPLIT}")
-    if args.seconds <= 0 or args.gt_fps <= 0:
-        ap.error("--seconds and --gt-fps must be positive")
+        raise InputError(f"--count must be in 1..{SEEDS_PER_SPLIT}, got {args.count}")
+    for flag in ("seconds", "gt_fps"):  # NaN passes any comparison; inf would render for ever
+        if not 0 < getattr(args, flag) < math.inf:
+            raise InputError(f"--{flag.replace('_', '-')} must be positive and finite, got {getattr(args, flag)}")
     if args.seconds * args.gt_fps < 2 - 1e-9:  # frames at both ends of each interval
-        ap.error(f"--seconds {args.seconds:g} at --gt-fps {args.gt_fps:g} gives fewer than 3 frames; "
-                 "training and evaluation need at least 3")
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        ap.error(f"{args.out_dir} is a file; OUT_DIR must be a directory")
+        raise InputError(f"--seconds {args.seconds:g} at --gt-fps {args.gt_fps:g} gives fewer than 3 frames; "
+                         "training and evaluation need at least 3")
+    check_output_dir(args.out_dir, "OUT_DIR")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     height, width = args.size
     for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
         seed = sequence_seed(args.split, i)
-        render_sequence(args.out_dir / f"seq_{i:04d}.h5", seed, height, width, args.seconds,
-                        args.gt_fps, random_sim_config(seed), style=args.style)
+        path = args.out_dir / f"seq_{i:04d}.h5"
+        partial = path.with_name(path.name + ".partial")  # no HDF5 suffix: no folder listing takes it for a recording
+        try:
+            render_sequence(partial, seed, height, width, args.seconds, args.gt_fps, random_sim_config(seed),
+                            style=args.style)
+        except BaseException:  # Ctrl-C included: a half-written sequence is no use to anyone
+            partial.unlink(missing_ok=True)
+            raise
+        partial.replace(path)  # complete, so under its name: an interrupted run never leaves one that looks it
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -5,6 +5,7 @@
 - Linear HDR: the output (relative radiance, unknown scale) is scaled to the ground truth by
   the per-sequence median ratio, both are divided by the ground truth's maximum and
   mu-law compressed (mu = 5000, the usual HDR-imaging convention); then PSNR.
+PSNR is capped at 100 dB (MAX_PSNR_DB): a frame reproduced exactly scores 100, not inf.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 MU = 5000.0
+MAX_PSNR_DB = 100.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """At most MAX_PSNR_DB: the MSE is floored there, so that one exact frame (a blank output
+    on an all-black frame) gives a number, not an inf that makes its sequence's mean inf."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(data_range ** 2 / mse)
+    return 10 * np.log10(data_range ** 2 / max(mse, data_range ** 2 * 10 ** (-MAX_PSNR_DB / 10)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

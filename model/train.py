@@ -14,7 +14,9 @@ outputs should match the ground truth's). Re-running the same command resumes; a
 --iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
-`model.pth` (the weights alone, as the pipeline loads them), and `train.log`.
+`model.pth` (the weights alone, as the pipeline loads them), and `train.log`. Both are also
+written when the run is interrupted (Ctrl-C), so that a resume loses nothing. A resume keeps
+the run's network, --init, --lr and --seed: giving others is refused.
 """
 from __future__ import annotations
 
@@ -29,15 +31,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import load_checkpoint, load_error, save_checkpoint
 from model.eventhdr import EventHDRWrapper, make_arch
+from model.evaluate import frame_windows, recordings
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import InputError
-from streaming.offline import voxel_windows
-from streaming.sources import open_recording
-from streaming.windows import WindowPolicy
+from streaming.exits import check_output_dir
 
 MU = 100.0  # moderate: the dark decades count without drowning the bright ones the metric weighs
+RESUME_KEPT = ("init", "lr", "seed")  # what a resumed run keeps from its start: they shape the whole run
 
 
 class ClipDataset:
@@ -46,13 +48,9 @@ class ClipDataset:
     def __init__(self, paths: list[Path], bins: int = 5):
         self.paths, self.grids, self.truth, self.p99 = list(paths), [], [], []
         for p in tqdm(paths, desc="loading recordings"):
-            src = open_recording(str(p))
-            wins = list(voxel_windows(src, WindowPolicy("frames"), bins))
-            src.close()
-            if len(wins) < 3:
-                raise InputError(f"{p}: needs at least 3 intensity frames to train on, has {len(wins)}")
+            wins, truth, _ = frame_windows(p, bins)
             self.grids.append(np.stack([w.grid for w in wins]).astype(np.float16))
-            self.truth.append(np.stack([w.reference.image for w in wins]).astype(np.float32))
+            self.truth.append(truth.astype(np.float32))
             self.p99.append(np.percentile(self.truth[-1], 99, axis=(1, 2)))
         if not self.grids:
             raise InputError("no training recordings found")
@@ -144,9 +142,47 @@ def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0):
     return total / max(steps - burn_in, 1)
 
 
+def resume(out: Path, args, net, optimiser, rng, device) -> int:
+    """Load the run in OUT (its last.pt) into the network, optimiser and generator; returns
+    the iteration it reached."""
+    path = out / "last.pt"
+    try:
+        last = torch.load(path, map_location=device, weights_only=True)  # resumable elsewhere
+    except Exception as e:  # noqa: BLE001  damaged or not a PyTorch file: either way it cannot resume
+        raise InputError(f"{path}: cannot be resumed ({load_error(e)}); give another --out, or delete it "
+                         "to start this run afresh") from None
+    if not isinstance(last, dict) or not {"model", "optimiser", "rng", "iter"} <= last.keys():
+        raise InputError(f"{path}: not a train.py checkpoint; give another --out, or delete it to start afresh")
+    started = last.get("args", {})  # runs saved before last.pt kept their arguments: nothing to compare
+    changed = [k for k in RESUME_KEPT if k in started and started[k] != getattr(args, k)]
+    if changed:
+        given = [f"--{k} {started[k]}" if started[k] is not None else f"no --{k}" for k in changed]
+        raise InputError(f"{out} was started with {', '.join(given)}; a resume keeps the run's settings: give the same, "
+                         "or another --out for a new run")
+    if {k: v.shape for k, v in last["model"].items()} != {k: v.shape for k, v in net.state_dict().items()}:
+        config = f"--config {started.get('config') or 'eventhdr_cpu (the default)'}" if started else "another --config"
+        raise InputError(f"{out} was started with {config}, whose network differs from this one: resume with it, "
+                         "or give another --out for a new run")
+    if last["iter"] > args.iters:
+        raise InputError(f"{out} is at iteration {last['iter']} already: give --iters {last['iter']} or more to "
+                         "resume or lengthen it, or another --out for a new run")
+    net.load_state_dict(last["model"])
+    optimiser.load_state_dict(last["optimiser"])
+    rng.bit_generator.state = last["rng"]
+    return last["iter"]
+
+
+def save(out: Path, args, net, optimiser, rng_state: dict, iters: int) -> None:
+    """last.pt (to resume) and model.pth (to use), each replaced whole."""
+    torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng_state,
+                "iter": iters, "args": vars(args)}, out / "last.pt.tmp")
+    (out / "last.pt.tmp").replace(out / "last.pt")
+    save_checkpoint(out / "model.pth", net, {"trained_by": "model/train.py", "iters": iters, "args": vars(args)})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="+", help="folders of .h5 recordings with ground-truth frames (or files)")
+    ap.add_argument("data", nargs="+", help="folders of HDF5 recordings with ground-truth frames (or files)")
     ap.add_argument("--config", help="architecture: a config name or YAML (default eventhdr_cpu; with --init: "
                                      "the checkpoint's, which a --config given must match)")
     ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
@@ -175,13 +211,16 @@ def main(argv=None) -> int:
     if not 0 <= args.burn_in < args.clip:
         raise InputError(f"--burn-in {args.burn_in}: must be at least 0 and less than --clip ({args.clip}), "
                          "or no output is scored")
+    if not 0 <= args.seed < 2 ** 64:  # what numpy and torch take
+        raise InputError(f"--seed {args.seed}: give a whole number from 0 to 2**64 - 1")
     if args.threads < 0:
         raise InputError(f"--threads {args.threads}: give a positive count, or 0 for torch's default")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from model.evaluate import recordings
     device = resolve_device(args.device)
     out = Path(args.out)
+    check_output_dir(out, "--out")
+    files = recordings(args.data)
     cfg = load_config(args.config or "eventhdr_cpu")
     if cfg.model["type"] != "eventhdr":
         raise InputError(f"--config {args.config}: its model is {cfg.model['type']}, which has nothing to train; "
@@ -200,39 +239,33 @@ def main(argv=None) -> int:
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
-    start = 0
-    if (out / "last.pt").exists():
-        last = torch.load(out / "last.pt", map_location=device, weights_only=True)  # resumable elsewhere
-        net.load_state_dict(last["model"])
-        optimiser.load_state_dict(last["optimiser"])
-        rng.bit_generator.state = last["rng"]
-        start = last["iter"]
-        if start > args.iters:
-            raise InputError(f"{out} is at iteration {start} already: give --iters {start} or more to resume or "
-                             f"lengthen it, or another --out for a new run")
+    start = resume(out, args, net, optimiser, rng, device) if (out / "last.pt").exists() else 0
     # built after resuming, so that a resumed run may also be lengthened with a larger --iters
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
                                                    last_epoch=start - 1)
-    data = ClipDataset(recordings(args.data))
+    data = ClipDataset(files)
     data.check(args.clip, args.crop)
     out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
-    log = open(out / "train.log", "a")
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
     t0 = time.monotonic()
-    for it in bar:
-        grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
-        loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
-        schedule.step()
-        bar.set_postfix(loss=f"{loss:.4f}")
-        log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
-                              "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
-        if (it + 1) % 100 == 0 or it + 1 == args.iters:
-            log.flush()
-            torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(),
-                        "rng": rng.bit_generator.state, "iter": it + 1},
-                       out / "last.pt.tmp")
-            (out / "last.pt.tmp").replace(out / "last.pt")
-            save_checkpoint(out / "model.pth", net, {"trained_by": "model/train.py", "iters": it + 1,
-                                                     "args": vars(args)})
-    log.close()
+    done, rng_state = start, rng.bit_generator.state  # where the run stands after whole iterations
+    with open(out / "train.log", "a") as log:
+        try:
+            for it in bar:
+                grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
+                loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
+                schedule.step()
+                bar.set_postfix(loss=f"{loss:.4f}")
+                # flushed as written: the log shows the run as it goes, and ends where last.pt does
+                log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
+                                      "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
+                log.flush()
+                done, rng_state = it + 1, rng.bit_generator.state
+                if done % 100 == 0 or done == args.iters:
+                    save(out, args, net, optimiser, rng_state, done)
+        except KeyboardInterrupt:
+            # Saved, or up to 99 iterations would be lost. The weights may hold a step of the
+            # unfinished iteration: harmless, as the resume redoes it from its start.
+            save(out, args, net, optimiser, rng_state, done)
+            raise
     return 0

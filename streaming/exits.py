@@ -33,6 +33,15 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise InputError(f"{what} {path}: the folder {folder} is not writable")
 
 
+def check_output_dir(path: str | Path, what: str) -> None:
+    """A folder to write into, made with its parents where missing: a file in its way is found
+    before any work, not when the first file is written at the end of it."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{what} {path}: {existing} is a file, not a folder")
+
+
 def run_main(main) -> None:
     """Run a front's main(): an InputError is one line on stderr and exit status 2. Ctrl-C
     while a pipeline runs is the pipeline's (it drains and closes); before that, during

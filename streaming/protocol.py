@@ -7,14 +7,14 @@
 - b"preview": the same header with dtype "uint8", encoding "tonemapped".
 - b"stats":   a JSON header only.
 Headers are strict JSON (no NaN or Infinity, which most languages' parsers refuse).
-A consumer needs nothing but pyzmq and numpy: see README.md.
+A consumer needs nothing but pyzmq and numpy: see README.md. Free of ZeroMQ itself, so that
+the offline tools, which read DEFAULT_ADDRESS through the configs, run where it is missing.
 """
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import zmq
 
 from streaming.datatypes import Frame, InputError
 
@@ -29,21 +29,6 @@ def check_port(address: str) -> None:
     port = address.rpartition(":")[2]
     if address.startswith("tcp://") and port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
         raise InputError(f"bad address {address}: a TCP port is 1-65535 (e.g. {DEFAULT_ADDRESS})")
-
-
-def subscriber(address: str, topics) -> zmq.Socket:
-    """A SUB socket connected to a pipeline at `address`, subscribed to `topics`."""
-    check_port(address)
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    try:
-        sock.connect(address)
-    except zmq.ZMQError as e:
-        sock.close(0)
-        raise InputError(f"cannot connect to {address}: {e.strerror}; give an address such as "
-                         f"{DEFAULT_ADDRESS}") from None
-    for topic in topics:
-        sock.setsockopt(zmq.SUBSCRIBE, topic)
-    return sock
 
 
 def frame_header(frame: Frame, image: np.ndarray, encoding: str, run: dict) -> bytes:

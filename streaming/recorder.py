@@ -19,7 +19,8 @@ import numpy as np
 
 from streaming.datatypes import Frame, InputError
 from streaming.h5format import check_h5_name
-from streaming.protocol import DEFAULT_ADDRESS, decode, subscriber
+from streaming.protocol import DEFAULT_ADDRESS, decode
+from streaming.subscriber import subscriber
 
 
 class FrameRecorder:

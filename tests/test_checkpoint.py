@@ -15,6 +15,7 @@ from model.checkpoint import arch_from_state_dict, load_checkpoint, save_checkpo
 from model.eventhdr import OFFICIAL_ARCH, EventHDRWrapper, make_arch
 from model.stream import EventHDRStream, load_eventhdr
 from streaming.datatypes import InputError
+from tests.conftest import REPO
 from tests.test_eventhdr import SMALL, one_torch_thread, push_all, random_grids  # noqa: F401 (fixture)
 
 # The official training code's config class, as far as pickling sees it.
@@ -143,6 +144,7 @@ def _reshaped(key):
     (None, "no such file"),
     (b"not a checkpoint at all", "not a PyTorch checkpoint"),
     (b"PK\x03\x04 a damaged zip archive", "cannot be read as a safe PyTorch checkpoint"),
+    ((REPO / "weights" / "eventhdr_cpu.pth").read_bytes()[:50000], "cannot be read as a safe PyTorch checkpoint"),
     (b"\x80\x02K\x07.", "cannot be read as a safe PyTorch checkpoint"),  # a pickle of 7, not torch.save's
     ([1, 2, 3], "no state_dict of tensors"),
     ({"state_dict": {"model.conv_first.weight": "text"}}, "no state_dict of tensors"),
@@ -150,7 +152,7 @@ def _reshaped(key):
     (_without("model.fusion.spatial_attn3.bias"), "missing 1 (model.fusion.spatial_attn3.bias)"),
     ({"state_dict": {**small_wrapper().state_dict(), "model.extra.weight": torch.zeros(1)}}, "unexpected 1"),
     (_reshaped("model.pcd_align.feat_conv.l1.bias"), "wrong shape 1 (model.pcd_align.feat_conv.l1.bias)"),
-], ids=["missing-file", "garbage", "damaged-zip", "plain-pickle", "not-a-dict", "not-tensors", "empty", "missing-key", "extra-key", "shape"])
+], ids=["missing-file", "garbage", "damaged-zip", "truncated", "plain-pickle", "not-a-dict", "not-tensors", "empty", "missing-key", "extra-key", "shape"])
 def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     path = tmp_path / "bad.pth"
     if isinstance(content, bytes):

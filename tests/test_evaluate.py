@@ -1,9 +1,12 @@
 import shutil
 
+import h5py
 import numpy as np
+import pytest
 
 from model.tonemap import CausalToneMapper, official_postprocess
-from model.metrics import mu_law, percentile_normalise, psnr, sequence_metrics, ssim
+from model.metrics import MAX_PSNR_DB, mu_law, percentile_normalise, psnr, sequence_metrics, ssim
+from streaming.h5format import EventH5Writer
 from tests.conftest import REPO, run_cli, write_moving_edge
 
 
@@ -81,3 +84,78 @@ def test_the_causal_tonemapper_survives_inf_and_nan():
     close = lambda a: np.abs(a.astype(int) - reference).max() <= 2  # the bad pixels left its statistics
     assert close(tm(ramp))  # the range it keeps was not poisoned
     assert tm(np.full((8, 8), np.nan)).max() == 0 and close(tm(ramp))
+
+
+def test_psnr_is_capped_at_100_db():
+    """One exact frame, such as a blank output on an all-black one, must not make the mean inf."""
+    a = np.zeros((8, 8))
+    assert psnr(a, a) == MAX_PSNR_DB == 100.0
+    truth = np.stack([np.full((8, 8), 0.5), np.zeros((8, 8))])
+    m = sequence_metrics(np.zeros_like(truth), truth)
+    assert np.isfinite(m["psnr"]) and np.isfinite(m["mu_psnr"])
+
+
+def replace_image(path, index, image):
+    """Rewrite one intensity image of a recording in place, keeping its attributes."""
+    with h5py.File(path, "a") as f:
+        name = sorted(f["images"])[index]
+        attrs = dict(f["images"][name].attrs)
+        del f["images"][name]
+        f["images"].create_dataset(name, data=image).attrs.update(attrs)
+
+
+def _nan_frame(path):
+    replace_image(path, 2, np.full((48, 64), np.nan, np.float32))
+
+
+def _small_frame(path):
+    replace_image(path, 2, np.zeros((40, 64), np.uint16))
+
+
+def _other_sensor(path):
+    with h5py.File(path, "a") as f:
+        f.attrs["sensor_resolution"] = np.array([50, 64])
+
+
+def _no_frames(path):
+    events = write_moving_edge(path, seconds=0.3)
+    with EventH5Writer(path, 48, 64) as w:
+        w.add_events(events)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (_nan_frame, "the intensity image at 120000 us holds NaN or inf"),
+    (_small_frame, "an intensity image at 120000 us is 40x64, not the sensor's 48x64"),
+    (_other_sensor, "an intensity image at 40000 us is 48x64, not the sensor's 50x64"),
+    (_no_frames, "has no intensity frames"),
+], ids=["nan", "image-size", "sensor-size", "no-frames"])
+def test_bad_ground_truth_is_one_line_naming_the_file(tmp_path, spoil, message):
+    write_moving_edge(tmp_path / "good.h5", seconds=0.3)
+    write_moving_edge(tmp_path / "bad.h5", seconds=0.3)
+    spoil(tmp_path / "bad.h5")
+    r = run_cli("evaluate.py", tmp_path / "good.h5", tmp_path / "bad.h5")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith(f"error: {tmp_path / 'bad.h5'}: "), r.stderr
+    assert message in last and "Traceback" not in r.stderr and r.stdout == ""
+    if spoil is _no_frames:  # found as the files are listed, before the first is evaluated
+        assert "evaluating" not in r.stderr
+
+
+@pytest.mark.parametrize("out, message", [
+    ("a.h5", "is one of the recordings"), ("table.hdf5", "an HDF5 name"), (".", "is a folder"),
+])
+def test_evaluate_out_is_refused_before_any_work_where_it_would_overwrite_a_recording(tmp_path, out, message):
+    write_moving_edge(tmp_path / "a.h5", seconds=0.3)
+    before = (tmp_path / "a.h5").read_bytes()
+    r = run_cli("evaluate.py", tmp_path / "a.h5", "--out", tmp_path / out)
+    assert r.returncode == 2 and r.stderr.startswith("error: --out") and message in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "evaluating" not in r.stderr
+    assert (tmp_path / "a.h5").read_bytes() == before and not (tmp_path / "table.hdf5").exists()
+
+
+def test_a_folder_of_hdf5_files_is_evaluated(tmp_path):
+    write_moving_edge(tmp_path / "a.hdf5", seconds=0.3)
+    write_moving_edge(tmp_path / "b.HDF", seconds=0.3)
+    r = run_cli("evaluate.py", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("2 sequence(s): a.hdf5, b.HDF")

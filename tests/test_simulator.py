@@ -1,4 +1,10 @@
 """The event simulator and the scene generator."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -7,7 +13,7 @@ from model.scenes import make_scene, render_sequence
 from model.simulator import EventSimulator, SimConfig
 from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Reader
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 C = 0.25
 EXACT = SimConfig(c_pos=C, c_neg=C, c_sigma=0.0, refractory_us=0, shot_noise_hz=0.0, hot_pixel_fraction=0.0)
@@ -189,3 +195,38 @@ def test_make_dataset_writes_the_chosen_style(tmp_path):
     assert r.returncode == 0, r.stderr
     with h5py.File(tmp_path / "seq_0000.h5", "r") as f:
         assert f.attrs["style"] == "still" and f.attrs["seed"] == 1_000_000
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seconds", "nan"], "--seconds must be positive and finite, got nan"),
+    (["--seconds", "inf"], "--seconds must be positive and finite, got inf"),
+    (["--gt-fps", "nan"], "--gt-fps must be positive and finite, got nan"),
+    (["--gt-fps", "inf"], "--gt-fps must be positive and finite, got inf"),
+])
+def test_make_dataset_bad_durations_are_one_line(tmp_path, flags, message):
+    r = run_cli("-m", "model.make_dataset", tmp_path / "d", "--split", "test", "--count", "1", *flags)
+    assert r.returncode == 2 and r.stderr == f"error: {message}\n", r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_make_dataset_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("")
+    r = run_cli("-m", "model.make_dataset", tmp_path / "f" / "d", "--split", "test", "--count", "1")
+    assert r.returncode == 2 and r.stderr == f"error: OUT_DIR {tmp_path / 'f' / 'd'}: {tmp_path / 'f'} is a file, not a folder\n"
+
+
+def test_ctrl_c_leaves_only_complete_sequences(tmp_path):
+    """Each sequence is written under a temporary name and renamed when complete: an interrupted
+    run leaves no file that looks like a recording and is not one."""
+    p = subprocess.Popen([sys.executable, "-m", "model.make_dataset", tmp_path, "--split", "test", "--count", "3",
+                          "--seconds", "2", "--size", "32x40"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "seq_0001.h5.partial").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)  # while the second sequence renders
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err, err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["seq_0000.h5"]
+    with h5py.File(tmp_path / "seq_0000.h5", "r") as f:
+        assert f.attrs["num_imgs"] == len(f["images"]) == 51 and f.attrs["seed"] == 1_000_000

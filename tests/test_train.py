@@ -1,5 +1,10 @@
 """Training on simulated recordings: the loss falls, checkpoints load, runs resume."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +14,7 @@ from model.eventhdr import EventHDRWrapper, make_arch
 from model.scenes import render_sequence
 from model.stream import load_eventhdr
 from model.train import ClipDataset, clip_loss
-from tests.conftest import TINY, run_cli
+from tests.conftest import REPO, TINY, run_cli
 
 
 
@@ -63,12 +68,70 @@ def short_clip(tmp_path_factory):
     (["--crop", "64"], "frames of 48x64, too small for --crop 64"),
     (["--init", "weights/eventhdr_cpu.pth", "--config", "eventhdr"], "fine-tuning keeps the checkpoint's"),
     (["--config", "highpass"], "which has nothing to train"),
+    (["--seed", "-1"], "--seed -1: give a whole number"),
 ])
 def test_train_cli_bad_settings_give_one_line(short_clip, tmp_path, flags, message):
     r = run_cli("train.py", short_clip, "--out", tmp_path / "run", "--clip", "4", "--iters", "1", *flags)
     last = r.stderr.strip().splitlines()[-1]  # after the loading bar, where the data were read
     assert r.returncode == 2 and last.startswith("error:") and message in last, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run" / "model.pth").exists()
+
+
+def test_train_out_in_the_way_is_one_line_before_the_data_load(short_clip, tmp_path):
+    for out, blocker in ((short_clip, short_clip), (short_clip / "run", short_clip)):  # a file, and under one
+        r = run_cli("train.py", short_clip, "--out", out, "--clip", "4", "--iters", "1")
+        assert r.returncode == 2 and r.stderr == f"error: --out {out}: {blocker} is a file, not a folder\n", r.stderr
+
+
+TINY_RUN = ["--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--device", "cpu"]
+
+
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("model:\n  type: eventhdr\n  arch: " + json.dumps(TINY) + "\n")
+    return path
+
+
+def test_a_resume_that_cannot_continue_the_run_is_one_line(short_clip, tmp_path):
+    """The run's network, --init and --lr are its own: a resume given others would load
+    mismatched tensors (a traceback) or silently train on with the first ones."""
+    tiny = tiny_config(tmp_path)
+    run = ["train.py", short_clip, "--out", tmp_path / "run", *TINY_RUN, "--iters", "2"]
+    assert run_cli(*run, "--config", tiny, "--iters", "1").returncode == 0
+    for flags, message in [
+        ([], f"was started with --config {tiny}, whose network differs"),
+        (["--config", tiny, "--lr", "0.01"], "was started with --lr 0.001;"),
+        (["--init", "weights/eventhdr_cpu.pth"], "was started with no --init;"),
+    ]:
+        r = run_cli(*run, *flags)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'run'} {message}"), r.stderr
+        assert r.stderr.count("\n") == 1
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    r = run_cli(*run, "--config", tiny)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {last}: cannot be resumed"), r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_ctrl_c_saves_the_run_and_a_resume_goes_on_from_there(short_clip, tmp_path):
+    log = tmp_path / "run" / "train.log"
+    run = [sys.executable, "train.py", short_clip, "--out", tmp_path / "run", "--config", tiny_config(tmp_path),
+           *TINY_RUN]
+    p = subprocess.Popen([*run, "--iters", "1000"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err, err
+    done = len(log.read_text().splitlines())
+    assert 2 <= done < 100  # before the first periodic save
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iter"] == done
+    assert load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64, "cpu").net.arch == make_arch(TINY)
+    r = run_cli(*run[1:], "--iters", str(done + 1))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["iter"] for line in log.read_text().splitlines()] == list(range(1, done + 2))
 
 
 LIVE_ONLY = ("zmq", "av", "dv_processing", "pygame", "rosbags")  # absent from a GPU machine's own Python
