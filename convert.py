@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.datatypes import InputError, ReferenceFrame, require_on_sensor
@@ -51,18 +52,21 @@ def _copy(src, writer: EventH5Writer, name: str) -> tuple[int, int]:
     will check them; returns the counts."""
     events = images = 0
     last_t = np.iinfo(np.int64).min
-    for item in src:
-        if isinstance(item, ReferenceFrame):
-            writer.add_reference(item)
-            images += 1
-            continue
-        if not len(item):
-            continue
-        if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
-            raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
-        require_on_sensor(name, item.x, item.y, src.height, src.width)  # the readers that do not check: bags
-        writer.add_events(item)
-        events, last_t = events + len(item), int(item.t[-1])
+    # a terminal sees progress (a camera's hour is 10^9 events); leave=False: an error is one line
+    with tqdm(desc="converting", unit="ev", unit_scale=True, leave=False, disable=None) as bar:
+        for item in src:
+            if isinstance(item, ReferenceFrame):
+                writer.add_reference(item)
+                images += 1
+                continue
+            if not len(item):
+                continue
+            if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
+                raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
+            require_on_sensor(name, item.x, item.y, src.height, src.width)  # the readers that do not check: bags
+            writer.add_events(item)
+            events, last_t = events + len(item), int(item.t[-1])
+            bar.update(len(item))
     return events, images
 
 
