@@ -56,16 +56,20 @@ def main(argv=None) -> int:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
               flush=True)
+        out = _numbered(outputs(args), attempt)
+        pipeline = Pipeline(source, cfg, float("inf"), out, args.max_seconds)
         try:
-            out = _numbered(outputs(args), attempt)
-            stats = Pipeline(source, cfg, float("inf"), out, args.max_seconds).run()
-            print(stats.summary())
-            print_outputs(out)
-            return 0
+            pipeline.run()
+            lost = False
         except SourceLost as e:
             print(f"lost the source: {e}", flush=True)
-            if not args.reconnect:
-                return 1
+            lost = True
+        print(pipeline.stats.summary())  # each connection's own, a lost one's too
+        print_outputs(out)
+        if not lost:
+            return 0
+        if not args.reconnect:
+            return 1
         source, attempt = _reopen(args.camera, args.denoise), attempt + 1
 
 

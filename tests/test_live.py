@@ -59,6 +59,7 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
                 p.wait()
     assert live.returncode == 0, err
     assert "lost the source: the stream from" in out and "ended" in out
+    assert out.count("done:") == 2 and "live.h5" in out and "live-2.h5" in out  # each connection's summary
     assert _frames(tmp_path / "live.h5") >= 15 and _frames(tmp_path / "live-2.h5") >= 1  # 1 s in 50 ms windows, then more
 
 
