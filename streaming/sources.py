@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +27,29 @@ class H5Source:
 
     def __iter__(self):
         refs = self._reader.references()
-        k = 0
+        k = n = 0  # n: events passed on, which number the images whose file gives no event_idx
         for ev in self._reader.chunks():
             # an image goes out before the events at or after its timestamp
             while k < len(refs) and refs[k].t_us <= ev.t[-1]:
                 cut = int(np.searchsorted(ev.t, refs[k].t_us, "left"))
                 if cut:
                     yield ev[:cut]
-                    ev = ev[cut:]
-                yield refs[k]
+                    ev, n = ev[cut:], n + cut
+                yield _numbered(refs[k], n)
                 k += 1
             if len(ev):
                 yield ev
-        yield from refs[k:]
+                n += len(ev)
+        yield from (_numbered(ref, n) for ref in refs[k:])
 
     def close(self):
         self._reader.close()
+
+
+def _numbered(ref: ReferenceFrame, n_before: int) -> ReferenceFrame:
+    """The file's event_idx where it gives one (the official evaluation's windows are those);
+    else the same convention from the timestamps: the last of the n_before earlier events."""
+    return ref if ref.event_idx >= 0 else replace(ref, event_idx=max(n_before - 1, 0))
 
 
 def is_ros2_bag(path: str | Path) -> bool:

@@ -119,6 +119,21 @@ def test_frame_aligned_windows_follow_event_idx(tmp_path):
     assert all(ev.t[r.event_idx - 1] < r.t_us for r in refs)
 
 
+def test_images_without_event_idx_are_numbered_from_their_timestamps(tmp_path):
+    """Files from other writers may leave event_idx out: the convention, computed from the
+    timestamps, gives the windows the writer's own indices give."""
+    write_moving_edge(tmp_path / "r.h5", seconds=0.4)
+    stored = cut(tmp_path / "r.h5", WindowPolicy("frames"))
+    with h5py.File(tmp_path / "r.h5", "a") as f:
+        for d in f["images"].values():
+            del d.attrs["event_idx"]
+    computed = cut(tmp_path / "r.h5", WindowPolicy("frames"))
+    assert len(computed) == len(stored) == 10
+    for a, b in zip(computed, stored):
+        assert (a.t_start_us, a.t_end_us, a.reference.event_idx) == (b.t_start_us, b.t_end_us, b.reference.event_idx)
+        np.testing.assert_array_equal(a.events.t, b.events.t)
+
+
 def test_frame_aligned_windows_need_event_indices():
     with pytest.raises(InputError, match="frame-aligned"):
         Windower(WindowPolicy("frames")).add_reference(ReferenceFrame(0, np.zeros((2, 2), np.float32)))
