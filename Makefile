@@ -33,4 +33,4 @@ test: setup
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf .venv build out data native/_C*.so
+	rm -rf .venv build out data/demo.h5 native/_C*.so  # data/ may hold training data: only the demo's

@@ -13,7 +13,9 @@ import time
 import numpy as np
 import torch
 
+from bench.args import positive_int
 from streaming.binner import events_to_voxel
+from streaming.exits import run_main
 
 H, W, B = 260, 346, 5
 
@@ -52,8 +54,8 @@ def best_of(fn, args, repeat):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=2_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--events", type=positive_int, default=2_000_000)
+    ap.add_argument("--repeat", type=positive_int, default=3)
     n = ap.parse_args().events
     rng = np.random.default_rng(0)
     args = (rng.integers(0, W, n).astype(np.uint16), rng.integers(0, H, n).astype(np.uint16),
@@ -68,8 +70,8 @@ def main():
         rows.append((name, t, ref))
     print(f"{n:,} events, {W}x{H}, {B} bins, best of {repeat}, torch threads {torch.get_num_threads()}")
     for name, t, _ in rows:
-        print(f"  {name:18s} {t * 1e3:8.1f} ms  {n / t / 1e6:8.1f} Mev/s  ours is {t / ours:6.1f}x faster")
+        print(f"  {name:18s} {t * 1e3:8.1f} ms  {n / t / 1e6:8.1f} Mev/s  its time / ours {t / ours:6.1f}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

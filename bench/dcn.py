@@ -17,6 +17,10 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
 import native
+from bench.args import positive_int
+from streaming.config import resolve_device
+from streaming.datatypes import InputError
+from streaming.exits import run_main
 
 SIZES = [(173, 130), (346, 260)]  # (width, height): half and full DAVIS346 resolution
 CHANNELS, GROUPS = 64, 8
@@ -38,15 +42,15 @@ def _median_seconds(fn, repeat: int, device: torch.device) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=positive_int, default=5)
+    ap.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if not native.available:
-        raise SystemExit(f"native extension not available: {native.load_error}")
-    device = torch.device(args.device)
+        raise InputError(f"native extension not available: {native.load_error}")
+    device = torch.device(resolve_device(args.device))
     torch.manual_seed(0)
     print(f"device {device}, {torch.get_num_threads()} threads, {CHANNELS} ch, {GROUPS} groups, "
           f"3x3, median of {args.repeat}")
@@ -80,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,8 +15,10 @@ import time
 
 import numpy as np
 
+from bench.args import positive_int
 from streaming.datatypes import EventPacket
 from streaming.dvsources import denoiser, from_event_store, to_event_store
+from streaming.exits import run_main
 
 H, W = 260, 346
 UNIX_US = 1_700_000_000_000_000  # camera clocks: dv's filter treats times near 0 as its own start
@@ -40,7 +42,7 @@ def numpy_casts(store) -> EventPacket:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--events", type=positive_int, default=500_000)
     n = ap.parse_args().events
     rng = np.random.default_rng(0)
     ev = EventPacket(UNIX_US + np.sort(rng.integers(0, 100_000, n)), rng.integers(0, W, n).astype(np.uint16),
@@ -63,4 +65,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

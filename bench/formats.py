@@ -13,10 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.args import positive_int
 from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Writer
 from streaming.prophesee import PropheseeSource
 from streaming.sources import H5Source
+from streaming.exits import run_main
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "prophesee"
 FILES = {"evt3_wrap.raw": None, "gen4_wrap.dat": None, "evt2_start.raw": (480, 640)}
@@ -41,7 +43,7 @@ def best_seconds(fn, repeat: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--repeat", type=positive_int, default=20)
     repeat = ap.parse_args().repeat
     print(f"reading every event of a file, best of {repeat}, one thread")
     print(f"{'file':<16}{'events':>9}{'Prophesee Mev/s':>17}{'HDF5 Mev/s':>12}{'Prophesee/HDF5':>16}")
@@ -63,4 +65,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.args import positive_int
 from model.eventhdr import EventHDR, make_arch
 from model.layers import DCNPack
 from model.stream import CentredPad, EventHDRStream
 from streaming.config import load_config, resolve_device
-from streaming.datatypes import EventPacket, VoxelWindow
+from streaming.datatypes import EventPacket, InputError, VoxelWindow
 from streaming.exits import run_main
 
 COUNT_SIZE = 64  # a multiple of 16: MACs counted at 64x64 scale exactly to any padded size
@@ -117,14 +118,22 @@ def ms_per_frame(net: EventHDR, height: int, width: int, frames: int) -> tuple[f
     return t_stream * 1e3, t_sliding * 1e3
 
 
+def _size(text: str) -> str:
+    width, _, height = text.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
+        raise argparse.ArgumentTypeError(f"{text}: give WIDTHxHEIGHT, each 16 or more, e.g. 346x260")
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["eventhdr", "eventhdr_cpu"])
-    ap.add_argument("--sizes", nargs="+", default=["240x180", "346x260", "640x480"], help="WIDTHxHEIGHT")
-    ap.add_argument("--frames", type=int, default=3, help="timed output frames per measurement")
+    ap.add_argument("--sizes", nargs="+", type=_size, default=["240x180", "346x260", "640x480"],
+                    help="WIDTHxHEIGHT (as sensors are named: 346x260 is a DAVIS346)")
+    ap.add_argument("--frames", type=positive_int, default=3, help="timed output frames per measurement")
     ap.add_argument("--max-gmac", type=float, default=1000, help="skip timing above this sliding-window cost")
     ap.add_argument("--quick", action="store_true", help="1 timed frame; time nothing above 500 sliding GMAC")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = ap.parse_args()
     if args.quick:
@@ -138,8 +147,12 @@ def main() -> None:
     print(f"{'config':<14}{'size':>9}{'GMAC stream':>13}{'GMAC sliding':>14}{'(sampling)':>12}"
           f"{'ms stream':>11}{'ms sliding':>12}{'sliding/stream':>16}")
     skipped = []
-    for name in args.configs:
-        net = EventHDR(**make_arch(load_config(name).model.get("arch"))).eval().to(device)
+    models = {name: load_config(name).model for name in args.configs}
+    for name, model in models.items():
+        if model["type"] != "eventhdr":
+            raise InputError(f"config {name}: its model is {model['type']}, not a network; nothing to count")
+    for name, model in models.items():
+        net = EventHDR(**make_arch(model.get("arch"))).eval().to(device)
         for size in args.sizes:
             width, height = map(int, size.split("x"))
             g_stream, g_sliding, g_sampling = gmac_per_output(net, height, width)

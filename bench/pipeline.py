@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from bench.args import positive_float
 from model.factory import live_threads, make_reconstructor
 from streaming.cli import parse_size
 from streaming.config import load_config, resolve_device
@@ -32,6 +33,7 @@ from streaming.pipeline import Outputs, Pipeline
 from streaming.dvsources import NetworkSource
 from streaming.sources import open_recording, paced
 from streaming.offline import voxel_windows
+from streaming.exits import run_main
 
 
 def model_only(path, cfg):
@@ -83,9 +85,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None)
     ap.add_argument("--file", help="a recording, any format run_replay.py reads (default: the demo recording)")
-    ap.add_argument("--live-rates", type=float, nargs="*", default=[5e5, 5e6, 1.5e7], help="events/s of the live runs")
-    ap.add_argument("--live-seconds", type=float, default=2.0)
-    ap.add_argument("--live-size", type=parse_size, default=(260, 346), metavar="HxW", help="the live stream's sensor")
+    ap.add_argument("--live-rates", type=positive_float, nargs="*", default=[5e5, 5e6, 1.5e7],
+                    help="events/s of the live runs")
+    ap.add_argument("--live-seconds", type=positive_float, default=2.0)
+    ap.add_argument("--live-size", type=lambda text: parse_size(text, "--live-size"), default=(260, 346), metavar="HxW",
+                    help="the live stream's sensor")
     args = ap.parse_args()
     path = Path(args.file) if args.file else ensure_demo_recording()
     cfg = load_config(args.config)
@@ -125,4 +129,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

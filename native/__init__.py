@@ -3,6 +3,7 @@
 `available` says whether the extension (native/_C, built by setup.py) loaded; `load_error` says
 why not. EVENTHDR_NO_NATIVE=1 skips loading it, so the library fallback can be exercised.
 """
+import importlib.util
 import os
 
 import torch
@@ -17,7 +18,10 @@ else:
         from . import _C  # noqa: F401  (loading it registers torch.ops.eventhdr_native)
         available = True
     except ImportError as e:
-        load_error = f"{e} (build it with `make setup` or `python setup.py build_ext --inplace`)"
+        # a library that is not there reads as "a circular import": say what it is
+        built = importlib.util.find_spec(f"{__name__}._C") is not None
+        load_error = (f"{e} (rebuild it" if built else "native/_C is not built (build it") + \
+            " with `make native` or `python setup.py build_ext --inplace`)"
 # setup.py compiles the CUDA kernel only where asked to or where a GPU is present.
 has_cuda_kernel = available and torch._C._dispatch_has_kernel_for_dispatch_key(
     "eventhdr_native::deform_conv2d", "CUDA")

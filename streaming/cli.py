@@ -65,15 +65,15 @@ SENSOR_SIZE_HELP = ("the sensor's size where the file does not give it (an HDF5 
                     "sensor_resolution, a Prophesee EVT 2.0 file), or to override it")
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
+def parse_size(text: str | None, flag: str = "--sensor-size") -> tuple[int, int] | None:
     """--sensor-size 'HxW' -> (H, W); None -> None (the file's own)."""
     if text is None:
         return None
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise InputError(f"bad --sensor-size {text!r}: give HEIGHTxWIDTH, e.g. 260x346") from None
-    check_sensor_size(f"--sensor-size {text}", h, w)
+        raise InputError(f"bad {flag} {text!r}: give HEIGHTxWIDTH, e.g. 260x346") from None
+    check_sensor_size(f"{flag} {text}", h, w)
     return h, w
 
 
