@@ -25,7 +25,7 @@ import torch
 
 from bench.args import positive_float
 from model.factory import live_threads, make_reconstructor
-from streaming.cli import parse_size
+from streaming.cli import SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import EventPacket
 from streaming.demo import ensure_demo_recording
@@ -36,9 +36,9 @@ from streaming.offline import voxel_windows
 from streaming.exits import run_main
 
 
-def model_only(path, cfg):
+def model_only(open_src, cfg):
     """The same windows, binned up front, pushed straight into the model."""
-    src = open_recording(str(path))
+    src = open_src()
     windows = list(voxel_windows(src, cfg.window, cfg.bins))
     model = make_reconstructor(cfg.model, src.height, src.width)
     t0 = time.perf_counter()
@@ -85,6 +85,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None)
     ap.add_argument("--file", help="a recording, any format run_replay.py reads (default: the demo recording)")
+    ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
+    ap.add_argument("--topic", help=TOPIC_HELP)
     ap.add_argument("--live-rates", type=positive_float, nargs="*", default=[5e5, 5e6, 1.5e7],
                     help="events/s of the live runs")
     ap.add_argument("--live-seconds", type=positive_float, default=2.0)
@@ -92,11 +94,15 @@ def main():
                     help="the live stream's sensor")
     args = ap.parse_args()
     path = Path(args.file) if args.file else ensure_demo_recording()
+    sensor_size = parse_size(args.sensor_size)
+
+    def open_src():
+        return open_recording(str(path), sensor_size, args.topic)
     cfg = load_config(args.config)
     cfg.publish = "tcp://127.0.0.1:*"  # any free port: nobody listens
 
-    n_win, t_model = model_only(path, cfg)
-    src = open_recording(str(path))
+    n_win, t_model = model_only(open_src, cfg)
+    src = open_src()
     pipe = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
     t0 = time.perf_counter()
     stats = pipe.run()
@@ -109,7 +115,7 @@ def main():
     print(f"  model alone:   {n_win / t_model:.1f} windows/s; pipeline throughput / model alone = "
           f"{(stats.windows / t_pipe) / (n_win / t_model):.3f}")
 
-    src = open_recording(str(path))
+    src = open_src()
     first = last = t_first = t_last = None
     for item in paced(src, 1.0):
         if isinstance(item, EventPacket) and len(item):
