@@ -5,7 +5,6 @@ its events, and its intensity frames as images with their timestamps and event i
 from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.datatypes import InputError, ReferenceFrame, require_on_sensor
-from streaming.exits import check_output_folder
+from streaming.exits import check_output_folder, same_file
 from streaming.h5format import EventH5Writer, check_h5_name
 from streaming.sources import open_recording
 
@@ -26,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--topic", help=TOPIC_HELP)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and Path(args.file).exists() and os.path.samefile(out, args.file):  # links too
+    if same_file(out, args.file):
         raise InputError(f"{out}: the output would replace the recording it is converted from")
     if out.is_dir():
         raise InputError(f"{out}: a folder; give the HDF5 file to write")

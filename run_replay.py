@@ -1,9 +1,7 @@
 #!/usr/bin/env python3
 """Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
-from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
-
-from pathlib import Path
+from streaming.exits import run_main, same_file  # first: it makes a Ctrl-C during the imports quiet
 
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
                            print_outputs, run_config)
@@ -22,7 +20,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rate = parse_rate(args.rate)
     cfg = run_config(args)
-    if args.record and Path(args.record).resolve() == Path(args.file).resolve():
+    if args.record and same_file(args.record, args.file):
         raise InputError(f"--record {args.record}: that is the recording being replayed")
     source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "

@@ -22,7 +22,7 @@ from model.factory import make_reconstructor
 from model.metrics import sequence_metrics
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
-from streaming.exits import check_output_folder, run_main
+from streaming.exits import check_output_folder, run_main, same_file
 from streaming.h5format import H5_SUFFIXES
 from streaming.offline import voxel_windows
 from streaming.sources import is_ros2_bag, open_recording
@@ -120,7 +120,7 @@ def check_table_path(out: str, inputs: list[Path]) -> None:
     path = Path(out)
     if path.is_dir():
         raise InputError(f"--out {out}: is a folder; name the file to write the table to")
-    if any(path.resolve() == f.resolve() for f in inputs):
+    if any(same_file(path, f) for f in inputs):
         raise InputError(f"--out {out}: is one of the recordings; name another file for the table, such as table.md")
     if path.suffix.lower() in H5_SUFFIXES:
         raise InputError(f"--out {out}: an HDF5 name, for a markdown table; name it such as table.md")

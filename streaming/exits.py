@@ -33,6 +33,11 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise InputError(f"{what} {path}: the folder {folder} is not writable")
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether writing a would overwrite b: the same path, a link, or a hard link to it."""
+    return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+
+
 def check_output_dir(path: str | Path, what: str) -> None:
     """A folder to write into, made with its parents where missing: a file in its way is found
     before any work, not when the first file is written at the end of it."""

@@ -262,6 +262,16 @@ def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
     assert not (edge_h5.parent / "v.gif").exists()
 
 
+def test_record_onto_the_recording_is_refused_by_any_name(edge_h5):
+    """The same path, or a hard link to it: h5py would truncate the recording as it opens."""
+    before = edge_h5.read_bytes()
+    os.link(edge_h5, edge_h5.parent / "alias.h5")
+    for out in (edge_h5, edge_h5.parent / "alias.h5"):
+        r = run_cli("run_replay.py", edge_h5, "--record", out, "--rate", "max")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "being replayed" in r.stderr, r.stderr
+    assert edge_h5.read_bytes() == before
+
+
 def test_port_in_use_gives_one_clear_line(edge_h5):
     import zmq
     port = free_port()
