@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.serve_events:
         # it forwards raw events and nothing else: a flag of the pipeline's would be silently ignored
-        ignored = [a.option_strings[0] for a in ap._actions
-                   if a.dest not in ("help", "camera", "denoise", "serve_events") and getattr(args, a.dest) != a.default]
+        ignored = ["--" + name.replace("_", "-") for name, value in vars(args).items()
+                   if name not in ("camera", "denoise", "serve_events") and value != ap.get_default(name)]
         if ignored:
             raise InputError(f"--serve-events only forwards the camera's events: {', '.join(ignored)} would do nothing")
         source = open_source(args.camera, args.denoise)
