@@ -10,14 +10,18 @@ from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
 
 
-def main(argv=None) -> int:
+def parser():
     ap = common_parser(__doc__)
     ap.add_argument("file", help=RECORDING_HELP)
     ap.add_argument("--rate", default="1x",
                     help="replay speed: 1x = real time (default), any factor such as 0.5x or 4x, or max")
     ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
     ap.add_argument("--topic", help=TOPIC_HELP)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     rate = parse_rate(args.rate)
     cfg = run_config(args)
     if args.record and same_file(args.record, args.file):

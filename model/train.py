@@ -172,6 +172,15 @@ def resume(out: Path, args, net, optimiser, rng, device) -> int:
     return last["iter"]
 
 
+def trim_log(path: Path, iters: int) -> None:
+    """Keep the log's first ITERS lines (one per iteration): a run killed between periodic
+    saves, or interrupted between a line and its save, logged iterations that the resume redoes."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        if len(lines) > iters:
+            path.write_text("".join(lines[:iters]))
+
+
 def save(out: Path, args, net, optimiser, rng_state: dict, iters: int) -> None:
     """last.pt (to resume) and model.pth (to use), each replaced whole."""
     torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng_state,
@@ -246,6 +255,7 @@ def main(argv=None) -> int:
     data = ClipDataset(files)
     data.check(args.clip, args.crop)
     out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
+    trim_log(out / "train.log", start)
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
     t0 = time.monotonic()
     done, rng_state = start, rng.bit_generator.state  # where the run stands after whole iterations

@@ -29,11 +29,12 @@ def ensure_demo_recording() -> Path:
 
 
 def main() -> int:
-    ensure_demo_recording()
-    OUT.mkdir(exist_ok=True)
     import run_replay
     argv = [str(DEMO_H5), "--rate", "1x", "--record", str(OUT / "demo_frames.h5"), "--video", str(OUT / "demo.mp4"),
             "--stats-every", "1", *sys.argv[1:]]
+    run_replay.parser().parse_args(argv)  # --help, or a mistyped flag, answers before the scene is generated
+    ensure_demo_recording()
+    OUT.mkdir(exist_ok=True)
     print("python run_replay.py " + " ".join(a.replace(str(REPO) + "/", "") for a in argv), flush=True)
     return run_replay.main(argv)
 

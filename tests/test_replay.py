@@ -272,6 +272,19 @@ def test_record_onto_the_recording_is_refused_by_any_name(edge_h5):
     assert edge_h5.read_bytes() == before
 
 
+def test_demo_answers_help_and_bad_flags_before_generating_its_scene(tmp_path):
+    """`make demo ARGS=...` passes ARGS to run_replay.py; a typo there should not cost the
+    scene's generation first."""
+    demo = tmp_path / "demo.h5"
+    code = ("import pathlib, sys, streaming.demo as d; d.DEMO_H5 = pathlib.Path(sys.argv.pop(1)); "
+            "d.run_main(d.main)")
+    r = run_cli("-c", code, demo, "--help")
+    assert r.returncode == 0 and "--rate" in r.stdout and "generating" not in r.stdout, r.stdout
+    r = run_cli("-c", code, demo, "--rates", "2x")
+    assert r.returncode == 2 and "unrecognized arguments: --rates" in r.stderr, r.stderr
+    assert not demo.exists() and not list(tmp_path.iterdir())
+
+
 def test_port_in_use_gives_one_clear_line(edge_h5):
     import zmq
     port = free_port()

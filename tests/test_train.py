@@ -117,21 +117,38 @@ def test_ctrl_c_saves_the_run_and_a_resume_goes_on_from_there(short_clip, tmp_pa
     log = tmp_path / "run" / "train.log"
     run = [sys.executable, "train.py", short_clip, "--out", tmp_path / "run", "--config", tiny_config(tmp_path),
            *TINY_RUN]
-    p = subprocess.Popen([*run, "--iters", "1000"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                         stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
+    p = start_and_signal([*run, "--iters", "1000"], log, signal.SIGINT)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err, err
-    done = len(log.read_text().splitlines())
+    done = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iter"]
     assert 2 <= done < 100  # before the first periodic save
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iter"] == done
     assert load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64, "cpu").net.arch == make_arch(TINY)
     r = run_cli(*run[1:], "--iters", str(done + 1))
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["iter"] for line in log.read_text().splitlines()] == list(range(1, done + 2))
+
+
+def test_a_killed_run_starts_again_with_a_log_of_its_own_iterations(short_clip, tmp_path):
+    log = tmp_path / "run" / "train.log"
+    run = [sys.executable, "train.py", short_clip, "--out", tmp_path / "run", "--config", tiny_config(tmp_path),
+           *TINY_RUN]
+    p = start_and_signal([*run, "--iters", "1000"], log, signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert len(log.read_text().splitlines()) >= 2 and not (tmp_path / "run" / "last.pt").exists()
+    r = run_cli(*run[1:], "--iters", "1")  # nothing was saved: the run starts afresh
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["iter"] for line in log.read_text().splitlines()] == [1]
+
+
+def start_and_signal(command, log, sig):
+    """Start a training run and send it SIG once it has logged two iterations."""
+    p = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(sig)
+    return p
 
 
 LIVE_ONLY = ("zmq", "av", "dv_processing", "pygame", "rosbags")  # absent from a GPU machine's own Python
