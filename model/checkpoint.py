@@ -41,7 +41,9 @@ _SAFE_GLOBALS = [
     (_numpy_scalar, "numpy.core.multiarray.scalar"),
     (_numpy_scalar, "numpy._core.multiarray.scalar"),
     np.dtype,
-    type(np.dtype(np.float64)),  # what np.dtype("f8") returns, which the unpickler then BUILDs
+    # what np.dtype("f8") returns, which the unpickler then BUILDs; a float32 or int64 scalar
+    # elsewhere in a trainer's checkpoint is as harmless
+    *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64)),
 ]
 
 
@@ -56,8 +58,10 @@ def load_error(e: Exception) -> str:
     GLOBAL or the operand) under advice to turn the check off, which must not be passed on, and
     end it with advice to allow-list the global."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
-    cause = next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported operand")), lines[0])
-    return f"{type(e).__name__}: {cause.split(' Please use')[0].split(' In PyTorch 2.6')[0]}"
+    cause = next((line for line in lines if "GLOBAL" in line or line.startswith(("Unsupported operand", "Can only build"))),
+                 lines[0])
+    cause = cause.split(" Please use")[0].split(" In PyTorch 2.6")[0]
+    return f"{type(e).__name__}: {cause}" if cause else f"{type(e).__name__}, a damaged file"
 
 
 def _unpickle(path: Path) -> object:
@@ -68,8 +72,9 @@ def _unpickle(path: Path) -> object:
     with torch.serialization.safe_globals(_SAFE_GLOBALS):
         try:
             refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        # Not torch.save's zip format, or damaged (a truncated archive is an OSError): torch.load says which.
-        except (ValueError, RuntimeError, OSError):
+        # Not torch.save's zip format, or damaged anywhere (the archive, the pickle inside): the
+        # guarded torch.load below fails too, and says why.
+        except Exception:  # noqa: BLE001
             refused = []
         if refused:
             names = ", ".join(sorted(_readable(g) for g in refused))
@@ -89,7 +94,10 @@ def _strip_module(key: str) -> str:
 def arch_from_state_dict(sd: dict) -> dict:
     """The hyper-parameters, from the shapes and names of the tensors (keys `model.*`)."""
     def shape(name: str) -> torch.Size:
-        return sd[f"model.{name}"].shape
+        key = f"model.{name}"
+        if sd[key].dim() != 4 or 0 in sd[key].shape:  # the sizes are read from a convolution's weight
+            raise InputError(f"tensor {key} has shape {tuple(sd[key].shape)}, not a convolution's")
+        return sd[key].shape
 
     def count(prefix: str) -> int:
         return len({k.split(".")[2] for k in sd if k.startswith(f"model.{prefix}.")})
@@ -124,8 +132,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         raise InputError(f"checkpoint {path}: no such file")
     ckpt = _unpickle(path)
     sd = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise InputError(f"checkpoint {path}: no state_dict of tensors; not an EventHDR checkpoint")
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                           and v.is_floating_point() for k, v in sd.items()):
+        raise InputError(f"checkpoint {path}: no state_dict of named floating-point tensors; not an EventHDR "
+                         "checkpoint")
     sd = {_strip_module(k): v for k, v in sd.items()}
     try:
         arch = make_arch(arch_from_state_dict(sd))

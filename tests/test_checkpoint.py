@@ -1,9 +1,11 @@
 """Checkpoints: the official format loads unchanged and gives the same numbers; a checkpoint that
 would run code is refused before it can; ours round-trip; bad files are one clear line."""
 import builtins
+import io
 import json
 import os
 import sys
+import zipfile
 from collections import OrderedDict
 from pathlib import PosixPath
 
@@ -116,6 +118,13 @@ def test_our_checkpoint_round_trips_and_loads_weights_only(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_numpy_scalars_of_a_trainers_bookkeeping_load(tmp_path):
+    path = tmp_path / "trainer.pth"
+    torch.save({"state_dict": small_wrapper().state_dict(), "monitor_best": np.float32(0.5), "epoch": np.int64(40)},
+               path)
+    assert load_checkpoint(path)[0] == make_arch(SMALL)
+
+
 def test_arch_is_read_from_the_tensors():
     assert arch_from_state_dict(EventHDRWrapper().state_dict()) == OFFICIAL_ARCH
     assert arch_from_state_dict(small_wrapper().state_dict()) == make_arch(SMALL)
@@ -134,10 +143,22 @@ def _without(key):
     return {"state_dict": sd}
 
 
-def _reshaped(key):
+def _reshaped(key, shape=(3,), dtype=torch.float32):
     sd = small_wrapper().state_dict()
-    sd[key] = torch.zeros(3)
+    sd[key] = torch.zeros(shape, dtype=dtype)
     return {"state_dict": sd}
+
+
+def _damaged_pickle() -> bytes:
+    """torch.save's zip archive, intact, around a cut pickle: the damage only the unpickler sees."""
+    buf = io.BytesIO()
+    torch.save({"state_dict": dict(small_wrapper().state_dict())}, buf)
+    out = io.BytesIO()
+    with zipfile.ZipFile(buf) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            zout.writestr(item.filename, data[:20] if item.filename.endswith("data.pkl") else data)
+    return out.getvalue()
 
 
 @pytest.mark.parametrize("content, message", [
@@ -146,13 +167,20 @@ def _reshaped(key):
     (b"PK\x03\x04 a damaged zip archive", "cannot be read as a safe PyTorch checkpoint"),
     ((REPO / "weights" / "eventhdr_cpu.pth").read_bytes()[:50000], "cannot be read as a safe PyTorch checkpoint"),
     (b"\x80\x02K\x07.", "cannot be read as a safe PyTorch checkpoint"),  # a pickle of 7, not torch.save's
-    ([1, 2, 3], "no state_dict of tensors"),
-    ({"state_dict": {"model.conv_first.weight": "text"}}, "no state_dict of tensors"),
+    (_damaged_pickle(), "cannot be read as a safe PyTorch checkpoint (EOFError, a damaged file)"),
+    ([1, 2, 3], "no state_dict of named floating-point"),
+    ({"state_dict": {"model.conv_first.weight": "text"}}, "no state_dict of named floating-point"),
     ({"state_dict": {}}, "no tensor model.conv_first.weight"),
     (_without("model.fusion.spatial_attn3.bias"), "missing 1 (model.fusion.spatial_attn3.bias)"),
     ({"state_dict": {**small_wrapper().state_dict(), "model.extra.weight": torch.zeros(1)}}, "unexpected 1"),
     (_reshaped("model.pcd_align.feat_conv.l1.bias"), "wrong shape 1 (model.pcd_align.feat_conv.l1.bias)"),
-], ids=["missing-file", "garbage", "damaged-zip", "truncated", "plain-pickle", "not-a-dict", "not-tensors", "empty", "missing-key", "extra-key", "shape"])
+    (_reshaped("model.conv_first.weight"), "tensor model.conv_first.weight has shape (3,), not a convolution's"),
+    (_reshaped("model.conv_last.weight", (0, 32, 3, 3)), "has shape (0, 32, 3, 3), not a convolution's"),
+    (_reshaped("model.conv_first.weight", (32, 10, 3, 3), torch.int64), "no state_dict of named floating-point"),
+    ({"state_dict": {**small_wrapper().state_dict(), 5: torch.zeros(1)}}, "no state_dict of named floating-point"),
+], ids=["missing-file", "garbage", "damaged-zip", "truncated", "plain-pickle", "damaged-pickle", "not-a-dict",
+        "not-tensors", "empty", "missing-key", "extra-key", "shape", "not-a-conv", "empty-conv", "integers",
+        "unnamed"])
 def test_bad_checkpoint_is_one_clear_line(tmp_path, content, message):
     path = tmp_path / "bad.pth"
     if isinstance(content, bytes):
