@@ -18,7 +18,6 @@ from __future__ import annotations
 from streaming.exits import check_output_dir, run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +25,11 @@ from tqdm import tqdm
 
 from model.scenes import STYLES, render_sequence
 from model.simulator import SimConfig
-from streaming.datatypes import InputError
+from streaming.datatypes import MAX_SENSOR_SIDE, InputError
 
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
 SEEDS_PER_SPLIT = 1_000_000
+MAX_SECONDS = 3600  # a sequence is seconds long; an hour would take days to render
 
 
 def sequence_seed(split: str, index: int) -> int:
@@ -56,6 +56,8 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must be HxW, such as 180x240, not {text!r}") from None
     if h < 8 or w < 8:
         raise argparse.ArgumentTypeError(f"size {text} is too small (at least 8x8)")
+    if max(h, w) > MAX_SENSOR_SIDE:  # every reader refuses a larger sensor
+        raise argparse.ArgumentTypeError(f"size {text} is too large (at most {MAX_SENSOR_SIDE} a side)")
     return h, w
 
 
@@ -71,26 +73,36 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:
         raise InputError(f"--count must be in 1..{SEEDS_PER_SPLIT}, got {args.count}")
-    for flag in ("seconds", "gt_fps"):  # NaN passes any comparison; inf would render for ever
-        if not 0 < getattr(args, flag) < math.inf:
-            raise InputError(f"--{flag.replace('_', '-')} must be positive and finite, got {getattr(args, flag)}")
+    # NaN passes any comparison. Past the bounds, the render instants would not fit in memory, or
+    # ground-truth frames would share a microsecond timestamp.
+    for flag, low, high in (("seconds", 0, MAX_SECONDS), ("gt_fps", 1, 1e6)):
+        if not low < getattr(args, flag) <= high:
+            raise InputError(f"--{flag.replace('_', '-')} must be above {low:g} and at most {high:g}, "
+                             f"got {getattr(args, flag)}")
     if args.seconds * args.gt_fps < 2 - 1e-9:  # frames at both ends of each interval
         raise InputError(f"--seconds {args.seconds:g} at --gt-fps {args.gt_fps:g} gives fewer than 3 frames; "
                          "training and evaluation need at least 3")
     check_output_dir(args.out_dir, "OUT_DIR")
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"OUT_DIR {args.out_dir}: cannot be made ({e.strerror})") from None
     height, width = args.size
     for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
         seed = sequence_seed(args.split, i)
         path = args.out_dir / f"seq_{i:04d}.h5"
         partial = path.with_name(path.name + ".partial")  # no HDF5 suffix: no folder listing takes it for a recording
         try:
-            render_sequence(partial, seed, height, width, args.seconds, args.gt_fps, random_sim_config(seed),
-                            style=args.style)
-        except BaseException:  # Ctrl-C included: a half-written sequence is no use to anyone
+            if not render_sequence(partial, seed, height, width, args.seconds, args.gt_fps, random_sim_config(seed),
+                                   style=args.style):
+                raise InputError(f"{path}: the scene gave no events at {height}x{width} in {args.seconds:g} s, and "
+                                 "training and evaluation need them; give a larger --size or more --seconds")
+            partial.replace(path)  # complete, so under its name: an interrupted run never leaves one that looks it
+        except BaseException as e:  # Ctrl-C included: a half-written sequence is no use to anyone
             partial.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                raise InputError(f"{path}: cannot be written ({e.strerror or e})") from None
             raise
-        partial.replace(path)  # complete, so under its name: an interrupted run never leaves one that looks it
     return 0
 
 

@@ -56,6 +56,17 @@ def run_main(main) -> None:
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as e:
+        if not _interrupted(e):
+            raise
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _interrupted(e: BaseException | None) -> bool:
+    """A Ctrl-C inside a Numba-compiled function comes out as a SystemError raised from it."""
+    while e is not None:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False

@@ -198,10 +198,12 @@ def test_make_dataset_writes_the_chosen_style(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--seconds", "nan"], "--seconds must be positive and finite, got nan"),
-    (["--seconds", "inf"], "--seconds must be positive and finite, got inf"),
-    (["--gt-fps", "nan"], "--gt-fps must be positive and finite, got nan"),
-    (["--gt-fps", "inf"], "--gt-fps must be positive and finite, got inf"),
+    (["--seconds", "nan"], "--seconds must be above 0 and at most 3600, got nan"),
+    (["--seconds", "inf"], "--seconds must be above 0 and at most 3600, got inf"),
+    (["--seconds", "1e12"], "--seconds must be above 0 and at most 3600, got 1000000000000.0"),
+    (["--gt-fps", "nan"], "--gt-fps must be above 1 and at most 1e+06, got nan"),
+    (["--gt-fps", "inf"], "--gt-fps must be above 1 and at most 1e+06, got inf"),
+    (["--gt-fps", "2e7"], "--gt-fps must be above 1 and at most 1e+06, got 20000000.0"),  # frames a microsecond apart
 ])
 def test_make_dataset_bad_durations_are_one_line(tmp_path, flags, message):
     r = run_cli("-m", "model.make_dataset", tmp_path / "d", "--split", "test", "--count", "1", *flags)
@@ -213,6 +215,21 @@ def test_make_dataset_under_a_file_is_one_line(tmp_path):
     (tmp_path / "f").write_text("")
     r = run_cli("-m", "model.make_dataset", tmp_path / "f" / "d", "--split", "test", "--count", "1")
     assert r.returncode == 2 and r.stderr == f"error: OUT_DIR {tmp_path / 'f' / 'd'}: {tmp_path / 'f'} is a file, not a folder\n"
+
+
+def test_make_dataset_bad_outputs_are_one_line(tmp_path):
+    make = ["-m", "model.make_dataset", tmp_path, "--split", "train", "--count", "1", "--seconds", "0.08"]
+    r = run_cli(*make, "--size", "8x8", "--style", "still")  # seed 0 at 8x8: nothing moves into view
+    last = r.stderr.splitlines()[-1]  # after the progress bar
+    assert r.returncode == 2 and last.startswith("error: ") and "the scene gave no events at 8x8" in last, r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "seq_0000.h5").mkdir()
+    r = run_cli(*make, "--size", "16x16")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.endswith(f"\nerror: {tmp_path / 'seq_0000.h5'}: cannot be written (Is a directory)\n"), r.stderr
+    r = run_cli(*make, "--size", "8x4100")
+    assert r.returncode == 2 and "size 8x4100 is too large (at most 4096 a side)" in r.stderr
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["seq_0000.h5"]  # and no partial file left behind
 
 
 def test_ctrl_c_leaves_only_complete_sequences(tmp_path):
