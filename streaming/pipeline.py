@@ -84,6 +84,7 @@ class Pipeline:
             for item in paced(self.source, self.rate, self._stop):
                 if isinstance(item, EventPacket):
                     ev = sanitize(item)
+                    dropped = len(item) - len(ev)
                     if len(ev):
                         self.stats.read_up_to(int(ev.t[-1]))
                     if self.max_seconds is not None and len(ev):
@@ -92,7 +93,7 @@ class Pipeline:
                         reached, ev = n < len(ev), ev[:n]
                     self.stats.events += len(ev)
                     self.stats.outside, self.stats.unordered = sanitize.outside, sanitize.unordered
-                    closed = windower.add_events(ev)
+                    closed = windower.add_events(ev, dropped)
                 else:
                     closed = windower.add_reference(item)
                 for w in closed:

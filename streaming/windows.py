@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -73,16 +73,24 @@ class Windower:
         self._t_start: int | None = None
         self._refs: list[ReferenceFrame] = []  # not yet attached (ms/events) or not yet cut (frames)
         self._framed = False  # a reference frame has come
+        self._dropped = 0  # events the sanitizer removed, which the sources' event_idx still counts
 
     def add_reference(self, ref: ReferenceFrame) -> list[ClosedWindow]:
         if self.policy.policy == "frames" and ref.event_idx < 0:
             raise InputError("frame-aligned windows need reference frames with event indices; "
                              "this source has none: use --window-ms or --window-events")
+        if self._dropped and ref.event_idx >= 0:
+            # Every source sends an image after the events before it, so all the dropped events
+            # so far lie before its index (an HDF5 file's own index may lie a little further on,
+            # but HDF5 sources refuse the events a sanitizer drops).
+            ref = replace(ref, event_idx=max(ref.event_idx - self._dropped, 0))
         self._refs.append(ref)
         self._framed = True
         return self._cut_frames() if self.policy.policy == "frames" else []
 
-    def add_events(self, ev: EventPacket) -> list[ClosedWindow]:
+    def add_events(self, ev: EventPacket, dropped: int = 0) -> list[ClosedWindow]:
+        """dropped: events of this packet that the sanitizer removed."""
+        self._dropped += dropped
         if len(ev) == 0:
             return []
         if self._t_start is None:

@@ -134,6 +134,21 @@ def test_images_without_event_idx_are_numbered_from_their_timestamps(tmp_path):
         np.testing.assert_array_equal(a.events.t, b.events.t)
 
 
+def test_frame_aligned_windows_keep_every_frame_where_events_are_dropped(tmp_path):
+    """A --sensor-size smaller than the recording's: the sanitizer drops the events off it (bad
+    events), and each window still ends at its own image. The sources' event_idx counted the
+    dropped events too: read as is, 33 of the 59 windows came, each later than its image."""
+    out = tmp_path / "frames.h5"
+    r = run_cli("run_replay.py", STREET_AEDAT4, "--rate", "max", "--window", "frames", "--sensor-size", "200x300",
+                "--record", out, "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 0 and "bad events 34859" in r.stdout, r.stderr
+    source = Aedat4Source(STREET_AEDAT4)
+    images = [item.t_us for item in source if isinstance(item, ReferenceFrame)]
+    source.close()
+    with h5py.File(out, "r") as f:
+        assert list(f["t_end_us"]) == images and len(images) == 59
+
+
 def test_frame_aligned_windows_need_event_indices():
     with pytest.raises(InputError, match="frame-aligned"):
         Windower(WindowPolicy("frames")).add_reference(ReferenceFrame(0, np.zeros((2, 2), np.float32)))
