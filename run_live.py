@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reconnect", action="store_true",
                     help="when the camera or stream is lost, keep trying to reopen it (each reconnection "
                          "starts a new sequence, and --record/--video files get a -2, -3, ... suffix); a "
-                         "network stream that ends counts as lost, so only Ctrl-C or --max-seconds end the run")
+                         "network stream that ends counts as lost, so only Ctrl-C or --max-seconds (the whole run's, waits "
+                         "included) end the run")
     ap.add_argument("--serve-events", metavar="HOST:PORT",
                     help="do not reconstruct: forward the camera's raw events as a DV network stream")
     args = ap.parse_args(argv)
@@ -51,13 +52,16 @@ def main(argv=None) -> int:
         print("stopped" if n is None else f"done: forwarded {n:,} events")
         return 0
     cfg = run_config(args)
+    # --max-seconds bounds the whole run, reconnections and the waits between them included
+    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     source, attempt = open_source(args.camera, args.denoise, args.reconnect), 1
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
               flush=True)
         out = _numbered(outputs(args), attempt)
-        pipeline = Pipeline(source, cfg, float("inf"), out, args.max_seconds)
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        pipeline = Pipeline(source, cfg, float("inf"), out, left)
         try:
             pipeline.run()
             lost = False
@@ -70,17 +74,25 @@ def main(argv=None) -> int:
             return 0
         if not args.reconnect:
             return 1
-        source, attempt = _reopen(args.camera, args.denoise), attempt + 1
+        source, attempt = _reopen(args.camera, args.denoise, deadline), attempt + 1
+        if source is None:
+            print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
+            return 0
 
 
-def _reopen(spec, denoise):
-    """--reconnect: try again every second until the camera or stream is back (Ctrl-C stops)."""
-    while True:
+def _reopen(spec, denoise, deadline):
+    """--reconnect: try again every second until the camera or stream is back (Ctrl-C stops), or
+    None at the deadline. Says why it waits once, and again when the reason changes."""
+    said = None
+    while deadline is None or time.monotonic() + RECONNECT_EVERY_S < deadline:
         time.sleep(RECONNECT_EVERY_S)
         try:
             return open_source(spec, denoise, reconnect=True)
         except InputError as e:
-            print(f"waiting for the source: {e}", flush=True)
+            if str(e) != said:
+                print(f"waiting for the source: {e}", flush=True)
+                said = str(e)
+    return None
 
 
 def _numbered(out, attempt):

@@ -63,6 +63,22 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
     assert _frames(tmp_path / "live.h5") >= 15 and _frames(tmp_path / "live-2.h5") >= 1  # 1 s in 50 ms windows, then more
 
 
+def test_reconnect_ends_at_max_seconds_while_the_source_stays_away(tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", "0.5", "--rate", "20000",
+                               "--width", "64", "--height", "48", "--wait-client"], cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline().strip() == b"ready"
+        # it used to wait for ever: run_cli's timeout would fail the test
+        r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}", "--reconnect",
+                    "--max-seconds", "4", "--publish", f"tcp://127.0.0.1:{free_port()}", timeout=60)
+    finally:
+        server.kill()
+        server.wait()
+    assert r.returncode == 0 and "--max-seconds 4 passed while waiting for the source" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.count("waiting for the source: ") == 1  # said once, not every second
+
+
 def _frames(path) -> int:
     """Frames of a recording being written (SWMR), 0 before it exists."""
     try:
