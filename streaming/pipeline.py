@@ -51,7 +51,6 @@ class Pipeline:
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
-        self.stats = RunStats(clock_rate=1.0 if source.live else rate)
         self._stop = threading.Event()
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
@@ -63,6 +62,7 @@ class Pipeline:
         self._recorder = FrameRecorder(outputs.record, h, w, run) if outputs.record else None
         fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
         self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
+        self.stats = RunStats(clock_rate=1.0 if source.live else rate)  # the clock starts after the subscribers' wait
 
     def _warm_up(self) -> None:
         """Compile and load every kernel before the clock starts, so the first live

@@ -4,12 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import av
 import h5py
 import numpy as np
 import pytest
+import zmq
 
 from streaming.config import RunConfig, load_config
 from streaming.datatypes import EventPacket, InputError
@@ -93,6 +95,24 @@ def test_a_per_event_model_gets_no_voxel_grids(edge_h5):
     pipe = Pipeline(H5Source(edge_h5), cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
     assert cfg.model["type"] == "highpass" and pipe.ring.num_bins == 0
     assert pipe.run().frames > 0
+
+
+def test_the_stats_clock_starts_after_the_wait_for_subscribers(edge_h5):
+    """Else a run's frame rate counts the time before anyone subscribed."""
+    cfg = load_config("highpass")
+    cfg.publish = f"tcp://127.0.0.1:{free_port()}"
+    built = []
+    maker = threading.Thread(target=lambda: built.append(
+        Pipeline(H5Source(edge_h5), cfg, float("inf"), Outputs(wait_subscribers=1), log=lambda s: None)))
+    maker.start()
+    time.sleep(1.0)
+    subscribed_at = time.monotonic()
+    with zmq.Context() as ctx, ctx.socket(zmq.SUB) as sub:
+        sub.connect(cfg.publish)
+        sub.subscribe(b"")
+        maker.join(timeout=30)
+        assert built and built[0].stats.t0 >= subscribed_at
+        assert built[0].run().frames > 0
 
 
 def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
