@@ -12,7 +12,10 @@ import zmq
 
 address = sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:5555"
 sock = zmq.Context().socket(zmq.SUB)
-sock.connect(address)
+try:
+    sock.connect(address)
+except zmq.ZMQError as e:
+    sys.exit(f"error: cannot subscribe to {address} ({e}); give tcp://HOST:PORT")
 sock.setsockopt(zmq.SUBSCRIBE, b"frame")
 sock.setsockopt(zmq.SUBSCRIBE, b"stats")
 while True:

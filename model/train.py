@@ -196,18 +196,20 @@ def main(argv=None) -> int:
                                      "the checkpoint's, which a --config given must match)")
     ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
     ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
-    ap.add_argument("--iters", type=int, default=3000)
+    ap.add_argument("--iters", type=int, default=3000, help="training steps (default 3000)")
     ap.add_argument("--batch", type=int, default=16,
-                    help="clips per step (many small ones: a diverse batch keeps the network off a blank image)")
-    ap.add_argument("--clip", type=int, default=8, help="outputs per clip")
-    ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations")
-    ap.add_argument("--burn-in", type=int, default=2, help="outputs at the start of a clip left unscored")
-    ap.add_argument("--crop", type=int, default=32, help="crop side, a multiple of 16")
+                    help="clips per step (default 16; many small ones: a diverse batch keeps the network off a blank "
+                         "image)")
+    ap.add_argument("--clip", type=int, default=8, help="outputs per clip (default 8)")
+    ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations (default 4)")
+    ap.add_argument("--burn-in", type=int, default=2, help="outputs at the start of a clip left unscored (default 2)")
+    ap.add_argument("--crop", type=int, default=32, help="crop side, a multiple of 16 (default 32)")
     ap.add_argument("--target-scale", choices=("frames", "crop"), default="frames",
-                    help="divide targets by the 99th percentile of the clip's whole frames (the evaluation's "
-                         "scale) or of the crop (learns structure sooner, but lights up dark regions)")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
+                    help="divide targets by the 99th percentile of the clip's whole frames (default; the "
+                         "evaluation's scale) or of the crop (learns structure sooner, but lights up dark regions)")
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="peak learning rate of the one-cycle schedule (default 1e-3)")
+    ap.add_argument("--seed", type=int, default=0, help="of the initial weights and the clips drawn (default 0)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
                     help="where to train (default auto: the first CUDA GPU torch sees, else the CPU)")

@@ -68,6 +68,9 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic:
     if bag:
         from streaming.rosbag import RosbagSource  # rosbags loads only for bags
         return RosbagSource(path, sensor_size, topic)
+    if Path(path).is_dir():
+        raise InputError(f"{path}: a folder, not a recording; give a file, or a ROS 2 bag's folder (it holds "
+                         "metadata.yaml)")
     if suffix in H5_SUFFIXES:
         return H5Source(path, sensor_size)
     if suffix == ".aedat4":

@@ -62,6 +62,11 @@ def test_subscribers_in_other_processes_receive_every_frame(tmp_path):
         assert [int(line.split()[0]) for line in out.splitlines()] == list(range(50))  # none lost to either
 
 
+def test_the_example_subscriber_refuses_a_bad_address_in_one_line():
+    r = run_cli("examples/subscribe.py", "nonsense")
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot subscribe to nonsense") and r.stderr.count("\n") == 1
+
+
 def test_recording_and_video(tmp_path):
     write_moving_edge(tmp_path / "r.h5", seconds=0.6)
     r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window", "frames",
@@ -212,6 +217,7 @@ def _bad_files(d):
     with h5py.File(d / "nodata.h5", "w") as f:
         f["events/xs"] = np.zeros(3, np.int16)
     (d / "image.bag").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (d / "folder").mkdir()
 
     def events(name, ts, xs=(1, 2, 3), res=(10, 10), ps=None):
         with h5py.File(d / name, "w") as f:
@@ -241,7 +247,7 @@ def _bad_files(d):
     ("res3.h5", "sensor_resolution is [10, 10, 3], not [height, width]"), ("huge.h5", "Each side is 1 to 4096"),
     ("pol5.h5", "events/ps holds 5 at event 1"), ("pol_half.h5", "holds 0.5 at event 1"),
     ("microseconds.h5", "float timestamps are seconds"), ("event_idx.h5", "has event_idx 100, but the file holds 3"),
-    ("image.bag", "not a readable ROS 1 bag"),
+    ("image.bag", "not a readable ROS 1 bag"), ("folder", "a folder, not a recording"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     _bad_files(tmp_path)
