@@ -52,16 +52,19 @@ def main(argv=None) -> int:
         print("stopped" if n is None else f"done: forwarded {n:,} events")
         return 0
     cfg = run_config(args)
-    # --max-seconds bounds the whole run, reconnections and the waits between them included
-    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     source, attempt = open_source(args.camera, args.denoise, args.reconnect), 1
+    # --max-seconds: the first connection's events, and from its start the whole run, reconnections
+    # and the waits between them included
+    deadline = None
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
               flush=True)
         out = _numbered(outputs(args), attempt)
-        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        left = args.max_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)
         pipeline = Pipeline(source, cfg, float("inf"), out, left)
+        if args.max_seconds is not None and deadline is None:
+            deadline = time.monotonic() + args.max_seconds
         try:
             pipeline.run()
             lost = False
