@@ -13,8 +13,9 @@ Radiance is linear, with the brightest light at about 1.
 render_sequence() renders the linear radiance every millisecond (more often where the image
 moves faster than `max_px_per_step` pixels a step), streams it through the event simulator
 and writes one recording with ground-truth frames at `gt_fps`, in the event HDF5 format.
-Ground truth is uint16 linear: value = radiance * gt_scale (file attribute), gt_scale chosen
-so that the brightest ground-truth pixel of the sequence is 65535.
+Ground truth is float32 linear: value = radiance * gt_scale (file attribute), gt_scale chosen
+so that the brightest ground-truth pixel of the sequence is 1. Not uint16: the darkest of the
+scene's five decades would keep 1 to 7 levels of it, losing the texture that its events carry.
 """
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ def _render(out, cam, background, illum, emissive, sprite_refl, sprite_alpha, sp
             wx = cam[0, 0] * u + cam[0, 1] * v + cam[0, 2]
             wy = cam[1, 0] * u + cam[1, 1] * v + cam[1, 2]
             refl = _bilinear(background, wx, wy)
+            seen = 1.0  # of the background: the emission (a sun) shines only where no object hides it
             for s in range(sprite_maps.shape[0]):
                 m = sprite_maps[s]
                 lx = m[0, 0] * u + m[0, 1] * v + m[0, 2]
@@ -211,7 +213,8 @@ def _render(out, cam, background, illum, emissive, sprite_refl, sprite_alpha, sp
                 if 0.0 <= lx <= size - 1 and 0.0 <= ly <= size - 1:
                     a = _bilinear(sprite_alpha[s], lx, ly)
                     refl += a * (_bilinear(sprite_refl[s], lx, ly) - refl)
-            out[v, u] = refl * _bilinear(illum, wx, wy) + _bilinear(emissive, wx, wy)
+                    seen *= 1.0 - a
+            out[v, u] = refl * _bilinear(illum, wx, wy) + seen * _bilinear(emissive, wx, wy)
 
 
 @dataclasses.dataclass
@@ -318,20 +321,20 @@ def _step_times_us(scene, t_a, t_b, base_step_us, max_px_per_step):
 def render_sequence(path: str | Path, seed: int, height: int = 180, width: int = 240,
                     seconds: float = 3.0, gt_fps: float = 25.0, sim_config: SimConfig = SimConfig(),
                     base_step_us: int = 1000, max_px_per_step: float = 0.5, style: str = "hdr") -> int:
-    """Write one recording (events + uint16 linear ground truth) to `path`; returns its event count.
+    """Write one recording (events + float32 linear ground truth) to `path`; returns its event count.
 
     Deterministic given the seed (and the other arguments)."""
     scene_seed, sim_seed = np.random.SeedSequence(seed).spawn(2)
     scene = make_scene(scene_seed, height, width, style)
     gt_times = _gt_times_us(seconds, gt_fps)
     # A cheap first pass over the ground-truth instants fixes the scale before writing.
-    gt_scale = 65535.0 / max(float(scene.render(t * 1e-6).max()) for t in gt_times)
+    gt_scale = 1.0 / max(float(scene.render(t * 1e-6).max()) for t in gt_times)
     sim = EventSimulator(height, width, sim_config, sim_seed)
     n_events = 0
     with EventH5Writer(path, height, width) as writer:
         frame = scene.render(gt_times[0] * 1e-6)
         sim.step(frame, gt_times[0])
-        writer.add_image(gt_times[0], _quantised(frame, gt_scale))
+        writer.add_image(gt_times[0], (frame * gt_scale).astype(np.float32))
         for t_a, t_b in zip(gt_times[:-1], gt_times[1:]):
             packets = []
             for t in _step_times_us(scene, t_a, t_b, base_step_us, max_px_per_step):
@@ -339,16 +342,12 @@ def render_sequence(path: str | Path, seed: int, height: int = 180, width: int =
                 packets.append(sim.step(frame, t))
             events = EventPacket.concat(packets)
             writer.add_events(events)
-            writer.add_image(t_b, _quantised(frame, gt_scale))  # the last step is at t_b
+            writer.add_image(t_b, (frame * gt_scale).astype(np.float32))  # the last step is at t_b
             n_events += len(events)
     with h5py.File(path, "a") as f:
         f.attrs.update(gt_scale=gt_scale, gt_encoding="linear", seed=seed, style=style,
                        generator="model.scenes", sim_config=json.dumps(dataclasses.asdict(sim_config)))
     return n_events
-
-
-def _quantised(radiance, gt_scale):
-    return np.clip(np.rint(radiance * gt_scale), 0, 65535).astype(np.uint16)
 
 
 def make_demo(path: str | Path) -> int:

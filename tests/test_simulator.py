@@ -1,4 +1,5 @@
 """The event simulator and the scene generator."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -172,13 +173,28 @@ def test_recording_reads_back(recording):
         r.close()
 
 
-def test_recording_ground_truth_is_uint16_linear(recording):
+def test_recording_ground_truth_is_linear_down_to_the_darkest_decade(recording):
     with h5py.File(recording, "r") as f:
         assert f.attrs["gt_encoding"] == "linear"
-        assert float(f.attrs["gt_scale"]) > 0
+        scale = float(f.attrs["gt_scale"])
         images = [f["images"][name][()] for name in f["images"]]
-    assert all(img.dtype == np.uint16 for img in images)
-    assert max(int(img.max()) for img in images) == 65535  # the sequence's brightest pixel
+        times = [int(f["images"][name].attrs["timestamp"] * 1e6 + 0.5) for name in f["images"]]
+    assert all(img.dtype == np.float32 for img in images)
+    assert max(float(img.max()) for img in images) == 1.0  # the sequence's brightest pixel
+    truth = make_scene(np.random.SeedSequence(5).spawn(2)[0], 48, 64).render(times[3] * 1e-6) * scale
+    dark = truth < 1e-4  # uint16 kept 0 to 6 levels of these: their texture was lost
+    assert dark.mean() > 0.05
+    np.testing.assert_allclose(images[3][dark], truth[dark], rtol=1e-6)
+
+
+def test_an_object_hides_the_light_behind_it():
+    scene = make_scene(0, 60, 80)
+    scene = dataclasses.replace(scene, emissive=np.full_like(scene.emissive, 10.0),
+                                sprite_refl=np.zeros_like(scene.sprite_refl),  # black and opaque
+                                sprite_alpha=np.ones_like(scene.sprite_alpha))
+    frame = scene.render(0.5)
+    covered = frame < 1.0
+    assert 0.01 < covered.mean() < 0.99 and frame[covered].max() == 0.0 and frame[~covered].min() >= 10.0
 
 
 def test_recording_is_deterministic(recording, tmp_path):

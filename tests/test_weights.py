@@ -15,8 +15,9 @@ def test_shipped_weights_beat_the_high_pass_filter(tmp_path):
     model = load_config("eventhdr_cpu").model
     assert model["weights"].endswith("weights/eventhdr_cpu.pth")
     s = evaluate_file(tmp_path / "s.h5", {"highpass": {"type": "highpass"}, "ours": model})
-    # measured: 13.8 dB / 0.45 against the filter's 10.4 dB / 0.16 and a blank frame's 12.9 dB
-    assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 2 and s["ours"]["ssim"] > s["highpass"]["ssim"] + 0.1
+    # measured: 12.0 dB / 0.40 against the filter's 10.2 dB / 0.16 and a blank frame's 11.3 dB / 0.54
+    # (13.8 / 0.45 against 10.4 / 0.16 before objects hid the sun: weights/README.md)
+    assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 1.5 and s["ours"]["ssim"] > s["highpass"]["ssim"] + 0.2
     assert s["ours"]["psnr"] > s["blank"]["psnr"] and s["ours"]["mu_psnr"] > s["blank"]["mu_psnr"] + 1
 
 
