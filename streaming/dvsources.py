@@ -279,7 +279,7 @@ def open_source(spec: str | None, denoise: bool = False, reconnect: bool = False
         return NetworkSource(spec, denoise, end_is_lost=reconnect)
     if spec and "://" in spec:
         raise InputError(f"--camera {spec}: DV streams come over tcp:// only; give tcp://HOST:PORT or a camera serial")
-    if spec and spec.rpartition(":")[2].isdigit():  # no camera serial ends in :PORT
+    if spec and ":" in spec and spec.rpartition(":")[2].isdigit():  # no camera serial ends in :PORT
         raise InputError(f"--camera {spec}: a network stream? give tcp://{spec}")
     return CameraSource(spec or None, denoise)
 

@@ -102,6 +102,7 @@ def test_max_seconds_stops_a_live_run(dvserver, tmp_path):
     (["--camera", "--max-seconds", "1"], "no event camera found"),
     (["--camera", "udp://127.0.0.1:7777"], "DV streams come over tcp:// only"),
     (["--camera", "192.168.1.20:7777"], "a network stream? give tcp://192.168.1.20:7777"),
+    (["--camera", "00000499"], "no event camera found"),  # a serial of digits alone is still a serial
     (["--camera", "--serve-events", "127.0.0.1:7777", "--max-seconds", "1", "--record", "o.h5"],
      "--record, --max-seconds would do nothing"),
 ])
