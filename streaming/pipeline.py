@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -60,7 +61,8 @@ class Pipeline:
                "source": source.description}
         self._publisher = Publisher(cfg.publish, run, outputs.wait_subscribers)
         self._recorder = FrameRecorder(outputs.record, h, w, run) if outputs.record else None
-        fps = 1000 / cfg.window.ms if cfg.window.policy == "ms" else 25
+        # a tick a window where windows are of one length (30 ms: 100/3 frames/s), else 25 a second
+        fps = Fraction(1000 / cfg.window.ms).limit_denominator(1000) if cfg.window.policy == "ms" else Fraction(25)
         self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
         self.stats = RunStats(clock_rate=1.0 if source.live else rate)  # the clock starts after the subscribers' wait
 

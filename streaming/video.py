@@ -1,6 +1,8 @@
 """The side-by-side video: events | reconstruction | reference frame."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 
@@ -24,10 +26,14 @@ def _grey(u8: np.ndarray) -> np.ndarray:
 
 
 class SideBySideVideo:
-    def __init__(self, path: str, height: int, width: int, fps: float):
+    """Plays at the recording's own speed, whatever the windows: a constant frame rate, each tick
+    showing the newest frame by then. Event-count windows, frame-aligned ones and windows merged
+    under overload are no tick long: shown one a frame, they made a 2.4 s recording a 6 s video."""
+
+    def __init__(self, path: str, height: int, width: int, fps: Fraction):
         try:
             self._out = av.open(path, "w")
-            self._stream = self._out.add_stream("libx264", rate=max(1, round(fps)))
+            self._stream = self._out.add_stream("libx264", rate=fps)
         except (OSError, ValueError) as e:  # ValueError: a container that takes no H.264 (.gif, .webm)
             raise InputError(f"cannot write video {path}: {e}; name it .mp4, .mkv or .avi") from None
         # the encoder wants even sizes
@@ -36,7 +42,10 @@ class SideBySideVideo:
         self._stream.pix_fmt = "yuv420p"
         self._tm_rec, self._tm_ref = CausalToneMapper(), CausalToneMapper()
         self._blank = np.zeros((height, width, 3), np.uint8)
-        self.count = 0
+        self._fps = fps
+        self._t0: int | None = None  # the first frame's time, µs
+        self._ticks = 0  # encoded
+        self._last: np.ndarray | None = None  # the newest canvas, shown from its time until the next's
 
     def add(self, frame: Frame, preview_u8: np.ndarray | None = None) -> None:
         w = frame.window
@@ -47,11 +56,19 @@ class SideBySideVideo:
         canvas = np.zeros((self._h, self._w3, 3), np.uint8)
         events = event_image(w.events, *rec.shape[:2])
         canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([events, rec, ref], axis=1)
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+        self._t0 = w.t_end_us if self._t0 is None else self._t0
+        due = int((w.t_end_us - self._t0) * self._fps // 1_000_000)  # ticks before this frame's time
+        while self._last is not None and self._ticks < due:
+            self._encode(self._last)
+        self._last = canvas
+
+    def _encode(self, canvas: np.ndarray | None) -> None:
+        for packet in self._stream.encode(None if canvas is None else av.VideoFrame.from_ndarray(canvas, "rgb24")):
             self._out.mux(packet)
-        self.count += 1
+        self._ticks += canvas is not None
 
     def close(self) -> None:
-        for packet in self._stream.encode():
-            self._out.mux(packet)
+        if self._last is not None:
+            self._encode(self._last)
+        self._encode(None)  # flush
         self._out.close()

@@ -84,6 +84,31 @@ def test_recording_and_video(tmp_path):
     assert len(decoded) == 15 and decoded[0].shape == (48, 3 * 64, 3)
 
 
+def test_the_video_plays_at_the_recordings_speed_whatever_the_windows(tmp_path):
+    """Event-count windows come faster than the video's 25 frames a second: each tick shows the
+    newest frame by then, so the video lasts as long as the recording (it used to last 2.6x)."""
+    write_moving_edge(tmp_path / "r.h5", seconds=2.0)
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max", "--window-events", "100",
+                "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5", "--video", tmp_path / "o.mp4")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        t_end = f["t_end_us"][:]
+    ticks = video_ticks(tmp_path / "o.mp4")
+    assert ticks == real_speed_ticks(t_end, fps=25) and 45 <= ticks <= 51 < len(t_end)
+    with av.open(str(tmp_path / "o.mp4")) as v:
+        assert v.streams.video[0].average_rate == 25
+
+
+def video_ticks(path) -> int:
+    with av.open(str(path)) as v:
+        return sum(1 for _ in v.decode(video=0))
+
+
+def real_speed_ticks(t_end_us, fps) -> int:
+    """Ticks from the first frame's time to the last's, the last included."""
+    return int((t_end_us[-1] - t_end_us[0]) * fps // 1_000_000) + 1
+
+
 def test_video_events_panel_colours_each_pixel_by_its_net_polarity():
     ev = EventPacket(np.arange(4, dtype=np.int64), np.array([1, 1, 1, 3], np.uint16),
                      np.array([2, 2, 2, 0], np.uint16), np.array([1, 1, -1, -1], np.int8))
@@ -370,9 +395,8 @@ def test_sigterm_stops_as_ctrl_c_does_and_consumers_hear_the_end(tmp_path):
         sub.kill()
     assert p.returncode == 0 and "done:" in out and sub.returncode == 0, err
     with h5py.File(tmp_path / "o.h5", "r") as f:
-        n = len(f["seq"])
-    with av.open(str(tmp_path / "o.mp4")) as v:
-        assert sum(1 for _ in v.decode(video=0)) == n
+        n, t_end = len(f["seq"]), f["t_end_us"][:]
+    assert video_ticks(tmp_path / "o.mp4") == real_speed_ticks(t_end, fps=40)  # 25 ms windows, closed whole
     assert 10 < n < 120 and len(received) == n  # stopped early; the subscriber got every frame
 
 
