@@ -37,8 +37,10 @@ class CausalToneMapper:
         if self._range is None:
             return np.zeros(linear.shape, np.uint8)
         lo, hi = self._range.astype(np.float32)
-        log -= lo
-        log *= np.float32(255.0) / max(hi - lo, np.float32(1e-3))
+        span = max(hi - lo, np.float32(1e-3))
+        # centred: a flat frame (the filter's, before the first events) shows mid-grey, not black
+        log -= (lo + hi - span) / 2
+        log *= np.float32(255.0) / span
         np.clip(log, 0.0, 255.0, out=log)  # NaN stays NaN until the next line
         np.nan_to_num(log, copy=False, nan=0.0)
         log += np.float32(0.5)
