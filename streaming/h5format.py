@@ -189,20 +189,22 @@ class EventH5Writer:
         self._tk = int(ev.t[-1])
 
     def add_reference(self, ref: ReferenceFrame):
-        """A reference frame read from a recording, stored as add_image stores an image."""
-        self.add_image(ref.t_us, _as_read(ref.image))
+        """A reference frame read from a recording, stored as add_image stores an image, with the
+        recording's own event_idx where it has one (an HDF5 file's may differ from the timestamps')."""
+        self.add_image(ref.t_us, _as_read(ref.image), ref.event_idx if ref.event_idx >= 0 else None)
 
-    def add_image(self, t_us: int, image: np.ndarray):
+    def add_image(self, t_us: int, image: np.ndarray, event_idx: int | None = None):
         """image: uint8 or uint16 (H, W), or float32 for linear ground truth (unbounded). Call soon
-        after adding the events up to t_us."""
+        after adding the events up to t_us; event_idx: else from the timestamps."""
         if image.shape != (self.height, self.width):  # training and evaluation compare them pixel by pixel
             raise InputError(f"an image of {image.shape[0]}x{image.shape[1]} does not fit the "
                              f"{self.height}x{self.width} sensor (height x width)")
-        start = max(0, self._n - (1 << 16))
-        k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
+        if event_idx is None:  # event_cnn_minimal's convention: the index of the last event before the image
+            start = max(0, self._n - (1 << 16))
+            k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
+            event_idx = max(k - 1, 0)
         d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
-        # event_cnn_minimal's convention: the index of the last event before the image
-        d.attrs.update(timestamp=t_us * 1e-6, event_idx=max(k - 1, 0), size=image.shape, type="greyscale")
+        d.attrs.update(timestamp=t_us * 1e-6, event_idx=event_idx, size=image.shape, type="greyscale")
         self._nimg += 1
 
     def close(self):

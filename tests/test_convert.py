@@ -59,7 +59,9 @@ def test_hdf5_with_16_bit_and_linear_frames_round_trips(tmp_path):
     ev, refs, (h, w) = items(edge)
     with EventH5Writer(hdr, h, w) as writer:  # linear ground truth: float, above 1
         writer.add_events(ev)
-        writer.add_image(int(ev.t[-1]), np.full((h, w), 3.5, np.float32))
+        # an index of the file's own (the first event at or after the image, say): kept as it is,
+        # since frame-aligned windows, and so the evaluation's frames, follow it
+        writer.add_image(int(ev.t[-1]), np.full((h, w), 3.5, np.float32), event_idx=len(ev) - 1)
     for path in (edge, hdr):
         out = tmp_path / f"converted-{path.name}"
         convert(path, out)
