@@ -1,5 +1,6 @@
 """One way to build a reconstructor from the `model:` section of a configuration."""
 import functools
+import math
 
 from streaming.config import resolve_device
 from streaming.datatypes import InputError, Reconstructor
@@ -17,9 +18,9 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
         if unknown:
             raise InputError(f"model highpass: unknown settings {', '.join(sorted(unknown))}; "
                              f"known: cutoff_hz, contrast")
-        if not all(isinstance(v, (int, float)) and v >= 0 for v in settings.values()) or \
-                settings.get("contrast", 1) == 0:
-            raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, got {settings}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                   for v in settings.values()) or settings.get("contrast", 1) == 0:
+            raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, finite numbers, got {settings}")
         return HighPassFilter(height, width, **settings)
     if not model_cfg.get("weights"):  # random weights give noise that looks like a broken program
         raise InputError("model eventhdr has no weights: give --model CHECKPOINT (the official EventHDR "

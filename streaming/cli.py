@@ -91,12 +91,13 @@ def run_config(args) -> RunConfig:
         if getattr(args, flag):
             check_output_folder(getattr(args, flag), f"--{flag}")
     cfg = load_config(args.config)
-    if args.model:
+    if args.model and not (args.model == "highpass" == cfg.model["type"]):  # keep the config's filter settings
         cfg.model = model_from_flag(args.model)
     if args.window_ms is not None:
         cfg.window = WindowPolicy("ms", ms=args.window_ms)
-    elif args.window_events is not None:
-        cfg.window = WindowPolicy("events", events=args.window_events)
+    elif args.window_events is not None:  # the config's max_ms stays with its event-count windows
+        cfg.window = replace(cfg.window, events=args.window_events) if cfg.window.policy == "events" else \
+            WindowPolicy("events", events=args.window_events)
     elif args.window == "frames":
         cfg.window = WindowPolicy("frames")
     if args.window_max_ms is not None:

@@ -59,10 +59,9 @@ def load_config(name: str | None = None) -> RunConfig:
         cfg.window = WindowPolicy(**raw.get("window", {}))
     except TypeError as e:
         raise InputError(f"{path}: bad window settings ({e})") from None
-    try:
-        cfg.bins = int(raw.get("bins", cfg.bins))
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: bins must be an integer, got {raw.get('bins')!r}") from None
+    cfg.bins = raw.get("bins", cfg.bins)
+    if not isinstance(cfg.bins, int) or isinstance(cfg.bins, bool):  # 5.7 is no count of bins
+        raise InputError(f"{path}: bins must be an integer, got {cfg.bins!r}")
     cfg.overload = raw.get("overload", cfg.overload)
     cfg.publish = raw.get("publish", cfg.publish)
     cfg.device = str(raw.get("device", cfg.device))

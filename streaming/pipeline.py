@@ -102,7 +102,9 @@ class Pipeline:
                     self.ring.put(w)
                 if reached:
                     break
-            for w in windower.flush():  # the window open at the end (or at --max-seconds) is one too
+            # the window open at the end (or at --max-seconds) is one too; frame-aligned windows have
+            # none, and stopped at --max-seconds before the first image, no source lacks frames
+            for w in [] if reached and self.cfg.window.policy == "frames" else windower.flush():
                 self.ring.put(w)
         except BaseException as e:  # surfaced by run() in the main thread
             self._reader_error = e

@@ -440,9 +440,29 @@ def test_ctrl_c_inside_compiled_code_is_an_interrupt_too():
     ("window: {policy: events, events: 1000.7}\n", "window events must be an integer"),
     ("window: {policy: ms, ms: true}\n", "window ms must be a number"),
     ("model: {type: highpass, cutoff_hz: -1}\n", "cutoff_hz must be >= 0 and contrast > 0"),
+    ("model: {type: highpass, contrast: .inf}\n", "finite numbers"),  # it failed at the first frame's JSON
+    ("bins: 5.7\n", "bins must be an integer, got 5.7"), ("bins: true\n", "bins must be an integer, got True"),
 ])
 def test_bad_config_gives_one_clear_line(edge_h5, tmp_path, text, message):
     (tmp_path / "bad.yaml").write_text(text)
     r = run_cli("run_replay.py", edge_h5, "--config", tmp_path / "bad.yaml", "--rate", "max",
                 "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_flags_change_only_what_they_name(edge_h5, tmp_path):
+    """--window-events keeps the config's max_ms, and --model highpass its filter settings."""
+    (tmp_path / "c.yaml").write_text("model: {type: highpass, cutoff_hz: 5.0, contrast: 0.1}\n"
+                                     "window: {policy: events, events: 5000, max_ms: 50}\n")
+    r = run_cli("run_replay.py", edge_h5, "--config", tmp_path / "c.yaml", "--window-events", "1000", "--model",
+                "highpass", "--rate", "max", "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "o.h5")
+    assert r.returncode == 0 and "1000 events or 50 ms windows" in r.stdout, r.stdout + r.stderr
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert json.loads(f.attrs["model"]) == {"type": "highpass", "cutoff_hz": 5.0, "contrast": 0.1}
+
+
+def test_frame_aligned_windows_stopped_before_the_first_image_are_no_error(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=0.5)  # images every 40 ms, from 40 ms on
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--window", "frames", "--max-seconds", "0.02", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 0 and "0 frames" in r.stdout, r.stdout + r.stderr
