@@ -54,9 +54,16 @@ def encode_stats(stats: dict) -> list[bytes]:
 
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
-    """(topic, header, image or None) from a received multipart message."""
-    topic, header = parts[0].decode(), json.loads(parts[1])
-    if len(parts) < 3:
-        return topic, header, None
-    img = np.frombuffer(parts[2], dtype=header["dtype"]).reshape(header["height"], header["width"])
+    """(topic, header, image or None) from a received multipart message; another program's
+    message (on a port it shares with none of ours, say) is an InputError."""
+    try:
+        topic, header = parts[0].decode(), json.loads(parts[1])
+        if header.get("v") != VERSION:
+            raise ValueError(f"protocol version {header.get('v')!r}, not {VERSION}")
+        if len(parts) < 3:
+            return topic, header, None
+        img = np.frombuffer(parts[2], dtype=header["dtype"]).reshape(header["height"], header["width"])
+    except (IndexError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"a message that is not a frame pipeline's ({type(e).__name__}: {e}); is the address "
+                         "that of run_replay.py or run_live.py?") from None
     return topic, header, img

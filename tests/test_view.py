@@ -3,8 +3,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
+import zmq
 
 from tests.conftest import REPO, free_port
 
@@ -35,3 +37,26 @@ def test_the_viewer_without_a_screen_says_so_in_one_line(display):
     r = subprocess.run([sys.executable, "view.py", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot open a window" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("consumer", [["view.py"], ["-m", "streaming.recorder", "OUT", "--connect"]],
+                         ids=["viewer", "recorder"])
+def test_a_publisher_that_is_not_a_pipeline_is_one_line(tmp_path, consumer):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    done = threading.Event()
+    with zmq.Context() as ctx, ctx.socket(zmq.PUB) as pub:
+        pub.bind(address)
+
+        def chatter():  # until the consumer has joined and given up
+            while not done.wait(0.05):
+                pub.send_multipart([b"preview", b"hello"])
+                pub.send_multipart([b"frame", b"hello"])
+        sender = threading.Thread(target=chatter)
+        sender.start()
+        try:
+            r = subprocess.run([sys.executable, *(str(tmp_path / "o.h5") if a == "OUT" else a for a in consumer),
+                                address], cwd=REPO, env=HEADLESS, capture_output=True, text=True, timeout=60)
+        finally:
+            done.set()
+            sender.join()
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a frame pipeline's" in r.stderr, r.stderr
