@@ -161,7 +161,8 @@ class Pipeline:
         while len(held) > self.model.lookahead:
             held.popleft()
             self.ring.release()
-        self.stats.merged, self.stats.dropped = self.ring.merged, self.ring.dropped
+        self.stats.merged, self.stats.dropped, self.stats.dropped_events = \
+            self.ring.merged, self.ring.dropped, self.ring.dropped_events
 
     def _emit(self, frame: Frame) -> None:
         preview = self._tonemap(frame.image)
@@ -178,12 +179,19 @@ class Pipeline:
         self.log(RunStats.line(s))
 
     def _close(self) -> None:
-        """Consumers wait for the final stats to end: they go out even if closing a file fails."""
+        """Each file is closed even if the other's close fails (the first failure is raised after),
+        and consumers wait for the final stats to end: they go out whatever failed."""
+        failed = None
         try:
             for out in (self._recorder, self._video):
-                if out:
-                    out.close()
+                try:
+                    if out:
+                        out.close()
+                except Exception as e:  # noqa: BLE001  raised below, once the rest is closed
+                    failed = failed or e
         finally:
             self._publisher.stats({**self.stats.snapshot(), "final": True})
             self._publisher.close()
             self.source.close()
+        if failed:
+            raise failed

@@ -33,6 +33,7 @@ class VoxelRing:
         self._seq = 0
         self._closed = False
         self.merged = self.dropped = 0  # windows folded away / thrown away by the overload policy
+        self.dropped_events = 0  # the thrown-away windows' events
 
     def put(self, w: ClosedWindow) -> None:
         window = VoxelWindow(0, w.t_start_us, w.t_end_us, None, w.events, w.reference, time.monotonic())
@@ -41,8 +42,7 @@ class VoxelRing:
                 if not self.live:
                     self._cv.wait()
                 elif self.overload == "drop":
-                    self._free.append(self._pending.popleft()[0])
-                    self.dropped += 1
+                    self._drop_oldest()
                 else:  # fold the new window into the newest pending one
                     slot, last = self._pending.pop()
                     self._pending.append((slot, self._merge([last, window])))
@@ -87,8 +87,7 @@ class VoxelRing:
         """The model is behind a live source: serve everything pending as one window."""
         if self.overload == "drop":
             while len(self._pending) > 1:
-                self._free.append(self._pending.popleft()[0])
-                self.dropped += 1
+                self._drop_oldest()
             return
         slots = [slot for slot, _ in self._pending]
         merged = self._merge([w for _, w in self._pending])
@@ -96,6 +95,12 @@ class VoxelRing:
         self._free.extend(slots[1:])
         self._pending.append((slots[0], merged))
         self._cv.notify_all()
+
+    def _drop_oldest(self) -> None:
+        slot, window = self._pending.popleft()
+        self._free.append(slot)
+        self.dropped += 1
+        self.dropped_events += len(window.events)
 
     def release(self, newest: bool = False) -> None:
         """Return the oldest (or the newest) window handed out by get(): its grid may be reused."""

@@ -14,7 +14,7 @@ class RunStats:
     def __init__(self, clock_rate: float):
         self.t0 = time.monotonic()
         self.events = self.windows = self.frames = 0
-        self.merged = self.dropped = self.outside = self.unordered = self.rejected = 0
+        self.merged = self.dropped = self.dropped_events = self.outside = self.unordered = self.rejected = 0
         self._latency = deque(maxlen=2000)  # seconds, recent frames
         self._last = (self.t0, 0, 0, 0)
         self._clock_rate = clock_rate
@@ -57,7 +57,8 @@ class RunStats:
             "events_per_s": (self.events - ev) / dt, "windows_per_s": (self.windows - win) / dt,
             "frames_per_s": (self.frames - fr) / dt, "latency_p50_ms": p50, "latency_p99_ms": p99,
             "events": self.events, "windows": self.windows, "frames": self.frames,
-            "merged": self.merged, "dropped": self.dropped, "bad_events": self.outside + self.unordered,
+            "merged": self.merged, "dropped": self.dropped, "dropped_events": self.dropped_events,
+            "bad_events": self.outside + self.unordered,
             "rejected_windows": self.rejected, "behind_ms": None if self.behind_s is None else self.behind_s * 1e3,
         }
 
@@ -67,7 +68,8 @@ class RunStats:
                 f"{s['windows_per_s']:6.1f} win/s  {s['frames_per_s']:6.1f} fps  "
                 f"{_latency(s['latency_p50_ms'], s['latency_p99_ms'])}  "
                 + (f"behind {s['behind_ms']:.0f} ms  " if s["behind_ms"] is not None else "")
-                + f"merged {s['merged']} dropped {s['dropped']} bad events {s['bad_events']}")
+                + f"merged {s['merged']} dropped {_dropped(s['dropped'], s['dropped_events'])} "
+                  f"bad events {s['bad_events']}")
 
     def summary(self) -> str:
         el = time.monotonic() - self.t0
@@ -76,8 +78,12 @@ class RunStats:
                 f"({self.events / max(el, 1e-9) / 1e6:.2f} Mev/s, {self.frames / max(el, 1e-9):.1f} fps); "
                 f"{_latency(p50, p99)}; "
                 + (f"behind at most {self.behind_max_s * 1e3:.0f} ms; " if self.behind_max_s is not None else "")
-                + f"merged {self.merged}, dropped {self.dropped}, "
+                + f"merged {self.merged}, dropped {_dropped(self.dropped, self.dropped_events)}, "
                 f"bad events {self.outside + self.unordered}, rejected windows {self.rejected}")
+
+
+def _dropped(windows: int, events: int) -> str:
+    return f"{windows} ({events:,} events)" if windows else "0"
 
 
 def _latency(p50: float | None, p99: float | None) -> str:
