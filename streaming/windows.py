@@ -149,7 +149,12 @@ class Windower:
                     continue
             if self._n_pending < self.policy.events:
                 break
-            ev = self._take(self.policy.events)
+            # Every event of the window's last timestamp goes in, or the next window would start
+            # with events before its t_start; a later event shows they have all come.
+            n = int(np.searchsorted(ev.t, ev.t[self.policy.events - 1], "right"))
+            if n == self._n_pending:
+                break
+            ev = self._take(n)
             out.append(self._close(int(ev.t[-1]) + 1, ev))
         return out
 

@@ -79,6 +79,25 @@ def test_bounded_event_count_windows_on_the_street_recording():
     assert (sizes == 1800).sum() >= 5 and (sizes < 1800).sum() >= 5  # busier stretches end by count (12 of 48)
 
 
+def test_event_count_windows_hold_their_span(tmp_path):
+    """A window ends 1 us after its last event: the events that share that timestamp go in too,
+    else the next window starts after its own first events (2 of the street's 500-event windows
+    did). So every window holds its N events or a few more, all inside [t_start, t_end)."""
+    t = np.array([0, 10, 20, 20, 20, 30, 40, 50], np.int64)
+    w = Windower(WindowPolicy("events", events=3))
+    wins = w.add_events(EventPacket(t, *np.zeros((2, len(t)), np.uint16), np.ones(len(t), np.int8))) + w.flush()
+    assert [x.events.t.tolist() for x in wins] == [[0, 10, 20, 20, 20], [30, 40, 50]]
+    if not STREET_AEDAT4.exists():
+        pytest.skip(f"{STREET_AEDAT4} missing")
+    src = Aedat4Source(STREET_AEDAT4)
+    w = Windower(WindowPolicy("events", events=500))
+    wins = [x for item in src if isinstance(item, EventPacket) for x in w.add_events(item)] + w.flush()
+    src.close()
+    assert all(((x.events.t >= x.t_start_us) & (x.events.t < x.t_end_us)).all() for x in wins)
+    sizes = np.array([len(x.events) for x in wins])
+    assert (sizes[:-1] >= 500).all() and (sizes > 500).sum() >= 1 and sizes.sum() == 78_830
+
+
 @settings(max_examples=200, deadline=None)
 @given(gaps=st.lists(st.sampled_from([0, 0, 1, 7, 300, 2500]), min_size=1, max_size=200),
        cuts=st.lists(st.integers(0, 200), max_size=30),
