@@ -43,36 +43,56 @@ def events_to_voxel(x, y, t_us, p, num_bins, height, width):
     return out
 
 
+GLITCH_US = 1_000_000  # an event this far ahead of the last kept one, whose next event is not, is a glitch
+
+
 @numba.njit(nogil=True, cache=True)
 def _valid_mask(x, y, t_us, height, width, t_prev):
-    keep = np.empty(t_us.shape[0], np.bool_)
+    """(keep, outside, unordered, the last kept time, whether the packet's last event is held
+    back: far ahead, with no next event yet to tell a glitch from a gap in the stream)."""
+    n = t_us.shape[0]
+    keep = np.empty(n, np.bool_)
     outside = unordered = 0
     last = t_prev
-    for i in range(t_us.shape[0]):
+    for i in range(n):
         if x[i] >= width or y[i] >= height:
             keep[i] = False
             outside += 1
         elif t_us[i] < last:
             keep[i] = False
             unordered += 1
+        elif t_us[i] > last + GLITCH_US and (i + 1 == n or t_us[i + 1] <= last + GLITCH_US):
+            # Kept, it would make every later event "earlier than the last kept one", and the
+            # rest of the stream would be dropped. A real gap has its next event after it too.
+            keep[i] = False
+            if i + 1 == n:
+                return keep, outside, unordered, last, True
+            unordered += 1
         else:
             keep[i] = True
             last = t_us[i]
-    return keep, outside, unordered, last
+    return keep, outside, unordered, last, False
 
 
 class Sanitizer:
     """Drops and counts events off the sensor or earlier than the last kept one, so that
-    bad data from a live stream can never write out of bounds or scramble a window."""
+    bad data from a live stream can never write out of bounds or scramble a window; and a
+    lone timestamp far ahead of its neighbours, which would drop the rest of the stream."""
 
     def __init__(self, height: int, width: int):
         self.height, self.width = height, width
         self.outside = self.unordered = 0
         self._last = np.iinfo(np.int64).min
+        self._held: EventPacket | None = None  # a last event far ahead, until the next packet judges it
 
     def __call__(self, ev: EventPacket) -> EventPacket:
-        keep, outside, unordered, self._last = _valid_mask(ev.x, ev.y, ev.t, self.height, self.width, self._last)
-        if outside or unordered:
+        if self._held is not None:
+            ev, self._held = EventPacket.concat([self._held, ev]), None
+        keep, outside, unordered, self._last, hold = _valid_mask(ev.x, ev.y, ev.t, self.height, self.width,
+                                                                  self._last)
+        if hold:
+            self._held = ev[len(ev) - 1:]
+        if outside or unordered or hold:
             self.outside += outside
             self.unordered += unordered
             return EventPacket(ev.t[keep], ev.x[keep], ev.y[keep], ev.p[keep])

@@ -74,3 +74,18 @@ def test_sanitizer_drops_and_counts_bad_events():
     out2 = s(EventPacket(np.array([49, 60]), np.array([1, 1], np.uint16), np.array([1, 1], np.uint16),
                          np.ones(2, np.int8)))
     assert out2.t.tolist() == [60] and s.unordered == 2
+
+
+def test_a_lone_timestamp_far_ahead_is_dropped_not_the_rest_of_the_stream():
+    """One corrupted timestamp (here 10^4 s ahead) used to become 'the last kept event', so every
+    event after it was out of order and dropped: the run lived on, reconstructing nothing."""
+    s = Sanitizer(height=10, width=10)
+    pk = lambda *t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
+                                np.ones(len(t), np.int8))
+    glitch = 10**10
+    assert s(pk(10, glitch, 30, 40)).t.tolist() == [10, 30, 40] and s.unordered == 1  # within a packet
+    assert s(pk(50, glitch)).t.tolist() == [50]  # a packet's last: held until the next one tells
+    assert s(pk(60, 70)).t.tolist() == [60, 70] and s.unordered == 2
+    # a real gap: what follows it is as far ahead, so it stands
+    assert s(pk(80, 5_000_000)).t.tolist() == [80]
+    assert s(pk(5_000_010)).t.tolist() == [5_000_000, 5_000_010] and s.unordered == 2
