@@ -32,6 +32,9 @@ def main() -> int:
     import run_replay
     argv = [str(DEMO_H5), "--rate", "1x", "--record", str(OUT / "demo_frames.h5"), "--video", str(OUT / "demo.mp4"),
             "--stats-every", "1", *sys.argv[1:]]
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print("make demo ARGS='...' passes its options to run_replay.py, which replays the demo's own "
+              "recording (the FILE below):\n")
     run_replay.parser().parse_args(argv)  # --help, or a mistyped flag, answers before the scene is generated
     ensure_demo_recording()
     OUT.mkdir(exist_ok=True)
