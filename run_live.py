@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from streaming.cli import common_parser, outputs, print_outputs, run_config
-from streaming.datatypes import InputError
-from streaming.dvsources import SourceLost, open_source, serve_events
+from streaming.datatypes import InputError, SourceLost
+from streaming.dvsources import open_source, serve_events
 from streaming.pipeline import Pipeline
 from streaming.ring import OVERLOAD_POLICIES
 

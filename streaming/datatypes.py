@@ -17,6 +17,12 @@ class InputError(Exception):
     The command-line fronts print its message as one line and exit non-zero."""
 
 
+class SourceLost(InputError):
+    """A live input went away mid-run (camera unplugged), or its clock jumped back (a timestamp
+    reset). The pipeline may re-open the source; left unhandled it ends the run with one line
+    like any InputError."""
+
+
 MAX_SENSOR_SIDE = 4096  # an IMX636 is 1280x720: a larger side is a typo, whose voxel grids would not fit in memory
 
 

@@ -23,7 +23,7 @@ import dv_processing as dv
 import numba
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, Source, reference_image
+from streaming.datatypes import EventPacket, InputError, Source, SourceLost, reference_image
 from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
@@ -31,11 +31,6 @@ IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don'
 WRITER_DRAIN_S = 1.0  # at the end of serving: the most we wait for the writer's queue to empty,
 WRITER_LINGER_S = 0.3  # then for the packets in flight (measured: 0.3 s loses none on loopback)
 BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
-
-
-class SourceLost(InputError):
-    """A live input went away mid-run (camera unplugged). The pipeline may re-open the source;
-    left unhandled it ends the run with one line like any InputError."""
 
 
 def to_event_store(ev: EventPacket) -> dv.EventStore:

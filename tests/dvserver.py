@@ -31,16 +31,19 @@ class MovingEdge:
     wall clock at the first packet."""
     live = True
 
-    def __init__(self, seconds: float, rate: float, width: int, height: int):
+    def __init__(self, seconds: float, rate: float, width: int, height: int, reset_after: float | None = None):
         self.seconds, self.rate, self.width, self.height = seconds, rate, width, height
+        self.reset_after = reset_after  # seconds, after which the stamps start again from 0: a camera's reset
         self.description = f"dvserver moving edge {width}x{height}"
 
     def _packets(self, t0_us: int):
         rng = np.random.default_rng(0)
         tick_us = int(TICK_S * 1e6)
         n = max(1, round(self.rate * TICK_S))
+        reset_k = round(self.reset_after / TICK_S) if self.reset_after else None
         for k in range(round(self.seconds / TICK_S)):
-            t = np.sort(t0_us + k * tick_us + rng.integers(0, tick_us, n))
+            base = t0_us + k * tick_us if reset_k is None or k < reset_k else (k - reset_k) * tick_us
+            t = np.sort(base + rng.integers(0, tick_us, n))
             x = np.full(n, int(k * TICK_S * EDGE_PX_PER_S) % self.width, np.uint16)
             y = rng.integers(0, self.height, n).astype(np.uint16)
             yield EventPacket(t, x, y, np.ones(n, np.int8))
@@ -80,8 +83,9 @@ def main():
     ap.add_argument("--height", type=int, default=260)
     ap.add_argument("--wait-client", action="store_true", help="start the stream once a reader is connected")
     ap.add_argument("--prebuilt", action="store_true", help="convert the stream to dv stores before serving")
+    ap.add_argument("--reset-after", type=float, help="restart the timestamps from 0 after this many seconds")
     a = ap.parse_args()
-    source = (PrebuiltEdge if a.prebuilt else MovingEdge)(a.seconds, a.rate, a.width, a.height)
+    source = (PrebuiltEdge if a.prebuilt else MovingEdge)(a.seconds, a.rate, a.width, a.height, a.reset_after)
     sent = serve_events(source, f"127.0.0.1:{a.port}", on_listening=lambda: print("ready", flush=True),
                         wait_clients=int(a.wait_client))
     print(f"sent {sent}")

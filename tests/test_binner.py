@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from streaming.binner import Sanitizer, events_to_voxel
-from streaming.datatypes import EventPacket
+from streaming.datatypes import EventPacket, SourceLost
 
 
 def reference_voxel(x, y, t, p, num_bins, height, width):
@@ -89,3 +90,18 @@ def test_a_lone_timestamp_far_ahead_is_dropped_not_the_rest_of_the_stream():
     # a real gap: what follows it is as far ahead, so it stands
     assert s(pk(80, 5_000_000)).t.tolist() == [80]
     assert s(pk(5_000_010)).t.tolist() == [5_000_000, 5_000_010] and s.unordered == 2
+
+
+def test_a_clock_that_jumps_back_for_good_ends_the_sequence():
+    """A camera's timestamp reset: every later event is far behind. Dropping them as out of order
+    would leave a live run reconstructing nothing for as long as the clock had run; it is a lost
+    source instead, which --reconnect answers with a new sequence. A lone event far behind is a
+    glitch, dropped and counted."""
+    s = Sanitizer(height=10, width=10)
+    pk = lambda *t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
+                                np.ones(len(t), np.int8))
+    assert s(pk(5_000_000, 5_000_100, 20, 5_000_200)).t.tolist() == [5_000_000, 5_000_100, 5_000_200]
+    assert s.unordered == 1
+    assert s(pk(5_000_300, 30)).t.tolist() == [5_000_300]  # held: the next packet tells
+    with pytest.raises(SourceLost, match="the event clock jumped back 5.0 s"):
+        s(pk(40, 50))

@@ -63,6 +63,17 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
     assert _frames(tmp_path / "live.h5") >= 15 and _frames(tmp_path / "live-2.h5") >= 1  # 1 s in 50 ms windows, then more
 
 
+def test_a_timestamp_reset_ends_the_sequence_in_one_line(dvserver, tmp_path):
+    """The stream's clock restarts from 0 after 1 s: the run used to go on dropping every later
+    event as out of order, reconstructing nothing, with status 0."""
+    port, _ = dvserver("--seconds", "3", "--rate", "20000", "--width", "64", "--height", "48", "--wait-client",
+                       "--reset-after", "1")
+    r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}", "--window-ms", "50",
+                "--publish", f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5")
+    assert r.returncode == 1 and "lost the source: the event clock jumped back " in r.stdout, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and 15 <= _frames(tmp_path / "live.h5") <= 21  # the first second's
+
+
 def test_reconnect_ends_at_max_seconds_while_the_source_stays_away(tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", "0.5", "--rate", "20000",
