@@ -9,7 +9,7 @@ import pytest
 from streaming.datatypes import EventPacket, ReferenceFrame
 from streaming.h5format import EventH5Writer
 from streaming.sources import open_recording
-from tests.conftest import STREET_AEDAT4, run_cli, write_moving_edge
+from tests.conftest import STREET_AEDAT4, needs_street, run_cli, write_moving_edge
 from tests.test_prophesee import EVT2, EVT3, VGA
 
 
@@ -37,6 +37,7 @@ def convert(src, out, *flags):
     return r.stdout
 
 
+@needs_street
 def test_aedat4_with_frames_round_trips(tmp_path):
     out = tmp_path / "street.h5"
     assert "78,830 events and 59 images" in convert(STREET_AEDAT4, out)
@@ -106,7 +107,7 @@ def test_outputs_that_are_the_input_by_another_name_or_a_folder_are_refused(tmp_
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "a folder" in r.stderr, r.stderr
 
 
-@pytest.mark.skipif(not STREET_AEDAT4.exists(), reason="the team's shared/data folder is not beside the repo")
+@needs_street
 def test_a_sensor_size_that_does_not_fit_the_images_is_refused(tmp_path):
     """--sensor-size overrides an AEDAT4 file's too; its 260x346 APS frames do not fit 480x640,
     and training and evaluation compare them with the frames pixel by pixel."""

@@ -51,7 +51,7 @@ def assert_one_line(err: pytest.ExceptionInfo, *fragments: str):
 @pytest.fixture(scope="module")
 def recording_items():
     if not RECORDING.exists():
-        pytest.skip(f"{RECORDING} missing")
+        pytest.skip(f"{RECORDING} is missing")
     src = Aedat4Source(RECORDING)
     try:
         return src, list(src)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streaming.dvsources import Aedat4Source
-from tests.conftest import DVSERVER, REPO, STREET_AEDAT4, WAIT_S, free_port, run_cli
+from tests.conftest import DVSERVER, REPO, STREET_AEDAT4, WAIT_S, free_port, needs_street, run_cli
 
 
 def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
@@ -122,7 +122,7 @@ def test_no_camera_or_a_bad_source_gives_one_clear_line(flags, message):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
-@pytest.mark.skipif(not STREET_AEDAT4.exists(), reason="the team's shared/data folder is not beside the repo")
+@needs_street
 def test_aedat4_replay_covers_the_recording_with_its_aps_frames(tmp_path):
     src = Aedat4Source(STREET_AEDAT4)
     ev_t = np.concatenate([item.t for item in src if hasattr(item, "x")])

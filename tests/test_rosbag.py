@@ -11,7 +11,7 @@ from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.prophesee import PropheseeSource, _read_header
 from streaming.rosbag import PACKED_EVENT_MSG, RosbagSource, _ros2_event_array
 from streaming.sources import open_recording
-from tests.conftest import STREET_AEDAT4, run_cli
+from tests.conftest import STREET_AEDAT4, needs_street, run_cli
 from tests.test_convert import assert_same, items
 from tests.test_prophesee import EVT3
 
@@ -82,6 +82,8 @@ def write_bag(path, events: EventPacket, frames: list[ReferenceFrame], height: i
 
 @pytest.fixture(scope="module")
 def street():
+    if not STREET_AEDAT4.exists():
+        pytest.skip(f"{STREET_AEDAT4} is missing")
     return items(STREET_AEDAT4)
 
 

@@ -7,7 +7,7 @@ from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.dvsources import Aedat4Source
 from streaming.sources import H5Source
 from streaming.windows import WindowPolicy, Windower
-from tests.conftest import REPO, STREET_AEDAT4, free_port, run_cli, write_moving_edge
+from tests.conftest import REPO, STREET_AEDAT4, free_port, needs_street, run_cli, write_moving_edge
 
 
 def cut(path, policy):
@@ -62,9 +62,8 @@ def test_event_count_windows_with_a_longest_duration_cover_quiet_periods():
     assert [(len(x.events), x.t_start_us, x.t_end_us) for x in w.flush()] == [(1, 4201, 5201)]
 
 
+@needs_street
 def test_bounded_event_count_windows_on_the_street_recording():
-    if not STREET_AEDAT4.exists():
-        pytest.skip(f"{STREET_AEDAT4} missing")
     src = Aedat4Source(STREET_AEDAT4)
     packets = [item for item in src if isinstance(item, EventPacket)]
     src.close()
@@ -88,7 +87,7 @@ def test_event_count_windows_hold_their_span(tmp_path):
     wins = w.add_events(EventPacket(t, *np.zeros((2, len(t)), np.uint16), np.ones(len(t), np.int8))) + w.flush()
     assert [x.events.t.tolist() for x in wins] == [[0, 10, 20, 20, 20], [30, 40, 50]]
     if not STREET_AEDAT4.exists():
-        pytest.skip(f"{STREET_AEDAT4} missing")
+        pytest.skip(f"{STREET_AEDAT4} is missing")
     src = Aedat4Source(STREET_AEDAT4)
     w = Windower(WindowPolicy("events", events=500))
     wins = [x for item in src if isinstance(item, EventPacket) for x in w.add_events(item)] + w.flush()
@@ -153,6 +152,7 @@ def test_images_without_event_idx_are_numbered_from_their_timestamps(tmp_path):
         np.testing.assert_array_equal(a.events.t, b.events.t)
 
 
+@needs_street
 def test_frame_aligned_windows_keep_every_frame_where_events_are_dropped(tmp_path):
     """A --sensor-size smaller than the recording's: the sanitizer drops the events off it (bad
     events), and each window still ends at its own image. The sources' event_idx counted the
