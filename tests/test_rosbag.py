@@ -11,7 +11,7 @@ from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.prophesee import PropheseeSource, _read_header
 from streaming.rosbag import PACKED_EVENT_MSG, RosbagSource, _ros2_event_array
 from streaming.sources import open_recording
-from tests.conftest import STREET_AEDAT4, needs_street, run_cli
+from tests.conftest import STREET_AEDAT4, run_cli
 from tests.test_convert import assert_same, items
 from tests.test_prophesee import EVT3
 
