@@ -45,9 +45,19 @@ class SideBySideVideo:
         self._fps = fps
         self._t0: int | None = None  # the first frame's time, µs
         self._ticks = 0  # encoded
-        self._last: np.ndarray | None = None  # the newest canvas, shown from its time until the next's
+        # the newest frame and its preview, shown from its time until the next one's: a frame that
+        # a newer one replaces within its tick is never drawn
+        self._newest: tuple[Frame, np.ndarray | None] | None = None
 
     def add(self, frame: Frame, preview_u8: np.ndarray | None = None) -> None:
+        t = frame.window.t_end_us
+        self._t0 = t if self._t0 is None else self._t0
+        due = int((t - self._t0) * self._fps // 1_000_000)  # ticks before this frame's time
+        if self._newest is not None and self._ticks < due:
+            self._show(self._canvas(*self._newest), due - self._ticks)
+        self._newest = (frame, preview_u8)
+
+    def _canvas(self, frame: Frame, preview_u8: np.ndarray | None) -> np.ndarray:
         w = frame.window
         rec = _grey(preview_u8 if preview_u8 is not None else self._tm_rec(frame.image))
         ref = _grey(self._tm_ref(w.reference.image)) if w.reference is not None else self._blank
@@ -56,19 +66,17 @@ class SideBySideVideo:
         canvas = np.zeros((self._h, self._w3, 3), np.uint8)
         events = event_image(w.events, *rec.shape[:2])
         canvas[:rec.shape[0], :3 * rec.shape[1]] = np.concatenate([events, rec, ref], axis=1)
-        self._t0 = w.t_end_us if self._t0 is None else self._t0
-        due = int((w.t_end_us - self._t0) * self._fps // 1_000_000)  # ticks before this frame's time
-        while self._last is not None and self._ticks < due:
-            self._encode(self._last)
-        self._last = canvas
+        return canvas
 
-    def _encode(self, canvas: np.ndarray | None) -> None:
-        for packet in self._stream.encode(None if canvas is None else av.VideoFrame.from_ndarray(canvas, "rgb24")):
-            self._out.mux(packet)
-        self._ticks += canvas is not None
+    def _show(self, canvas: np.ndarray, ticks: int) -> None:
+        for _ in range(ticks):
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, "rgb24")):
+                self._out.mux(packet)
+        self._ticks += ticks
 
     def close(self) -> None:
-        if self._last is not None:
-            self._encode(self._last)
-        self._encode(None)  # flush
+        if self._newest is not None:
+            self._show(self._canvas(*self._newest), 1)
+        for packet in self._stream.encode():  # flush
+            self._out.mux(packet)
         self._out.close()
