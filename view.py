@@ -19,8 +19,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 
 from streaming.datatypes import InputError  # noqa: E402
-from streaming.protocol import DEFAULT_ADDRESS, decode  # noqa: E402
-from streaming.subscriber import subscriber  # noqa: E402
+from streaming.protocol import DEFAULT_ADDRESS  # noqa: E402
+from streaming.subscriber import Subscription  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
 GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.scale < 1:
         raise InputError(f"--scale {args.scale}: must be 1 or more")
-    sock = subscriber(args.address, (b"preview", b"stats"))
+    sub = Subscription(args.address, (b"preview", b"stats"))
     if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER"):
         # SDL tries every driver in turn and, where no display answers, ends on "offscreen": a
         # window nobody sees. So name the one the environment points to.
@@ -50,10 +50,10 @@ def main(argv=None) -> int:
     pygame.display.set_caption(f"waiting for {args.address}")
     shown = received = 0
     clock, stats, ended = pygame.time.Clock(), {}, False
-    while not ended and not _quit_asked():
+    while not ended and not sub.gone and not _quit_asked():
         newest = None
-        while sock.poll(0):  # drain: only the newest picture is worth showing
-            topic, header, image = decode(sock.recv_multipart())
+        while msg := sub.recv(0):  # drain: only the newest picture is worth showing
+            topic, header, image = msg
             if topic == "stats":
                 stats, ended = header, bool(header.get("final"))
             else:
@@ -63,7 +63,9 @@ def main(argv=None) -> int:
             shown += 1
         clock.tick(FPS_CAP)
     pygame.display.quit()
-    print(f"shown {shown} of {received} pictures" + ("; the pipeline ended" if ended else ""))
+    sub.close()
+    how = "; the pipeline ended" if ended else "; the pipeline went away without its final message" if sub.gone else ""
+    print(f"shown {shown} of {received} pictures{how}")
     return 0
 
 

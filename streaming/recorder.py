@@ -13,14 +13,15 @@ from streaming.exits import check_output_folder, run_main  # first: it makes a C
 
 import argparse
 import json
+import sys
 
 import h5py
 import numpy as np
 
 from streaming.datatypes import Frame, InputError
 from streaming.h5format import check_h5_name
-from streaming.protocol import DEFAULT_ADDRESS, decode
-from streaming.subscriber import subscriber
+from streaming.protocol import DEFAULT_ADDRESS
+from streaming.subscriber import Subscription
 
 
 class FrameRecorder:
@@ -66,13 +67,17 @@ def main(argv=None) -> int:
         raise InputError(f"--max-frames must be 0 or more, got {args.max_frames}")
     check_h5_name(args.out, "output")
     check_output_folder(args.out, "output")
-    sock = subscriber(args.connect, (b"frame", b"stats"))  # stats for the final one: the pipeline has ended
-    rec = None
+    sub = Subscription(args.connect, (b"frame", b"stats"))  # stats for the final one: the pipeline has ended
+    rec, final = None, None
     try:
         while not args.max_frames or rec is None or rec.count < args.max_frames:
-            topic, h, img = decode(sock.recv_multipart())
+            msg = sub.recv()
+            if msg is None:  # gone without its final message
+                break
+            topic, h, img = msg
             if topic == "stats":
                 if h.get("final"):
+                    final = h
                     break
                 continue
             if rec is None:  # a publisher of ours describes its run; any other, at least where it is
@@ -83,8 +88,19 @@ def main(argv=None) -> int:
     finally:
         if rec:
             rec.close()
-        sock.close(0)
-    print(f"recorded {rec.count} frames to {args.out}" if rec else "recorded nothing: no frame came")
+        sub.close()
+    sent = final.get("frames") if final else None
+    if rec is None:
+        print("recorded nothing: no frame came")
+    elif sent is None or rec.count == sent:
+        print(f"recorded {rec.count} frames to {args.out}")
+    else:
+        print(f"recorded {rec.count} of the pipeline's {sent} frames to {args.out} (the others were sent "
+              "before this recorder joined, or dropped by ZeroMQ while it fell behind)")
+    if sub.gone:
+        print(f"error: the pipeline at {args.connect} went away without its final message: it was stopped, "
+              "or this recorder fell behind and ZeroMQ dropped messages for it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,22 +1,59 @@
 """The stock consumers' end of the wire (view.py, the recorder): a SUB socket on a pipeline."""
 from __future__ import annotations
 
+import time
+
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from streaming.datatypes import InputError
-from streaming.protocol import DEFAULT_ADDRESS, check_port
+from streaming.protocol import DEFAULT_ADDRESS, check_port, decode
 
 
-def subscriber(address: str, topics) -> zmq.Socket:
-    """A SUB socket connected to a pipeline at `address`, subscribed to `topics`."""
-    check_port(address)
-    sock = zmq.Context.instance().socket(zmq.SUB)
-    try:
-        sock.connect(address)
-    except zmq.ZMQError as e:
-        sock.close(0)
-        raise InputError(f"cannot connect to {address}: {e.strerror}; give an address such as "
-                         f"{DEFAULT_ADDRESS}") from None
-    for topic in topics:
-        sock.setsockopt(zmq.SUBSCRIBE, topic)
-    return sock
+class Subscription:
+    """Decoded messages from a pipeline at `address`, on `topics`, and whether it has gone.
+
+    A pipeline ends by sending its final stats, but ZeroMQ drops what a subscriber's full queue
+    cannot take, so a consumer that fell behind may never get that message. The pipeline's
+    process ending closes the connection, though: a consumer that watches for that, and has
+    read what was queued before it, knows that nothing more will come."""
+
+    def __init__(self, address: str, topics):
+        check_port(address)
+        self._sock = zmq.Context.instance().socket(zmq.SUB)
+        # watching before connecting, so that a publisher already there is seen to arrive
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+        try:
+            self._sock.connect(address)
+        except zmq.ZMQError as e:
+            self.close()
+            raise InputError(f"cannot connect to {address}: {e.strerror}; give an address such as "
+                             f"{DEFAULT_ADDRESS}") from None
+        for topic in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, topic)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._connected = self.gone = False
+
+    def recv(self, timeout_ms: int | None = None):
+        """The next message as (topic, header, image or None), or None: nothing came within
+        timeout_ms (None: wait), or the pipeline has gone (then `gone` is set)."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1e3
+        while not self.gone:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
+            ready = dict(self._poller.poll(left))
+            if self._sock in ready:  # queued messages first: they were sent before it went
+                return decode(self._sock.recv_multipart())
+            if self._monitor not in ready:
+                return None
+            event = recv_monitor_message(self._monitor)["event"]
+            # a disconnect before any handshake is a refused attempt: the pipeline is not up yet
+            self.gone = event == zmq.EVENT_DISCONNECTED and self._connected
+            self._connected |= event == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        return decode(self._sock.recv_multipart()) if self._sock.poll(0) else None
+
+    def close(self) -> None:
+        self._sock.disable_monitor()
+        self._monitor.close(0)
+        self._sock.close(0)

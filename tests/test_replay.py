@@ -1,6 +1,7 @@
 """The replay path end to end, as a user runs it: real HDF5 files, real sockets, real processes."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,6 +206,37 @@ def test_recorder_as_a_separate_subscriber(tmp_path):
         np.testing.assert_array_equal(f["frames"][:], g["frames"][:])
         assert dict(f.attrs) == dict(g.attrs) and set(f.attrs) == {"model", "device", "window", "bins", "source"}
         assert "highpass" in f.attrs["model"] and f.attrs["window"] == "20 ms" and "r.h5" in f.attrs["source"]
+
+
+def test_a_recorder_that_fell_behind_ends_with_the_pipeline(tmp_path):
+    """Paused while the pipeline sends 6000 frames, far more than ZeroMQ queues for it: the
+    pipeline drops the rest, its final stats among them. The recorder still ends once it has
+    written what was queued, and says that frames may be missing."""
+    write_moving_edge(tmp_path / "r.h5", seconds=6.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    replay = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "1x",
+                               "--window-ms", "1", "--publish", address, "--wait-subscribers", "1", "--stats-every", "0.5"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in replay.stdout:
+            if "Mev/s" in line:  # a stats line: the recorder has joined, frames flow
+                break
+        rec.send_signal(signal.SIGSTOP)
+        out, err = replay.communicate(timeout=120)
+        assert replay.returncode == 0, err
+        rec.send_signal(signal.SIGCONT)
+        out, err = rec.communicate(timeout=60)
+    finally:
+        rec.kill()
+        replay.kill()
+    assert rec.returncode == 1 and err.count("\n") == 1 and "went away without its final message" in err, err
+    n = int(re.search(r"recorded (\d+) frames", out).group(1))
+    assert 0 < n < 6000
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert len(f["seq"]) == n and f["seq"][0] == 0
 
 
 @pytest.mark.parametrize("args,message", [

@@ -8,7 +8,7 @@ import threading
 import pytest
 import zmq
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, write_moving_edge
 
 HEADLESS = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL's window without a screen
 
@@ -60,3 +60,26 @@ def test_a_publisher_that_is_not_a_pipeline_is_one_line(tmp_path, consumer):
             done.set()
             sender.join()
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a frame pipeline's" in r.stderr, r.stderr
+
+
+def test_the_viewer_closes_when_a_killed_pipeline_goes_away(tmp_path):
+    """Killed, the pipeline sends no final stats: its connection closing is what ends the viewer."""
+    write_moving_edge(tmp_path / "r.h5", seconds=30.0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    viewer = subprocess.Popen([sys.executable, "view.py", address], cwd=REPO, env=HEADLESS,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    replay = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass",
+                               "--publish", address, "--wait-subscribers", "1", "--stats-every", "0.5"],
+                              cwd=REPO, env=HEADLESS, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in replay.stdout:
+            if "Mev/s" in line:  # a stats line: frames flow to the viewer
+                break
+        replay.kill()
+        out, err = viewer.communicate(timeout=30)
+    finally:
+        viewer.kill()
+        replay.kill()
+    assert viewer.returncode == 0, err
+    shown, received = map(int, re.search(r"shown (\d+) of (\d+) pictures; the pipeline went away", out).groups())
+    assert 1 <= shown <= received
