@@ -67,13 +67,19 @@ def frame_windows(path, bins: int = 5):
     return windows, np.stack([w.reference.image for w in windows]), size
 
 
-def evaluate_file(path, models: dict[str, dict], bins: int = 5, device: str = "auto") -> dict[str, dict]:
-    windows, truth, (height, width) = frame_windows(path, bins)
-    centres = range(1, len(windows) - 1)
+def evaluate_file(path, models: dict[str, dict], device: str = "auto") -> dict[str, dict]:
+    """Each network sees grids of the bins it was made for (its input channels / 2)."""
+    by_bins = {5: frame_windows(path, 5)}  # the filter reads events, not grids: any bins do
+    _, truth, (height, width) = by_bins[5]
+    centres = range(1, len(truth) - 1)
     truth = truth[1:-1]
     results = {"blank": sequence_metrics(np.zeros_like(truth), truth)}
     for name, cfg in models.items():
-        frames = reconstruct(make_reconstructor(cfg, height, width, device), windows)
+        model = make_reconstructor(cfg, height, width, device)
+        bins = model.bins if model.uses_grid else 5
+        if bins not in by_bins:
+            by_bins[bins] = frame_windows(path, bins)
+        frames = reconstruct(model, by_bins[bins][0])
         results[name] = sequence_metrics(np.stack([frames[j] for j in centres]), truth)
     return results
 

@@ -40,6 +40,9 @@ def make_arch(overrides: dict | None = None) -> dict:
     if arch["num_feat"] % arch["deformable_groups"]:
         raise InputError(f"model arch: num_feat ({arch['num_feat']}) must be a multiple of "
                          f"deformable_groups ({arch['deformable_groups']})")
+    if arch["num_in_ch"] % 2:
+        raise InputError(f"model arch: num_in_ch must be even (2 x bins: each bin's positive and negative "
+                         f"events), got {arch['num_in_ch']}")
     if arch["num_frame"] % 2 == 0:
         raise InputError(f"model arch: num_frame must be odd (a centre frame), got {arch['num_frame']}")
     return arch

@@ -43,6 +43,7 @@ class EventHDRStream:
         self.lookahead = net.num_frame // 2
         self.uses_grid = True
         self.shape = (net.arch["num_in_ch"], height, width)
+        self.bins = net.arch["num_in_ch"] // 2  # channels: each bin's positive and negative events
         self._pad = CentredPad(height, width)
         param = next(net.parameters())
         self._device, self._dtype = param.device, param.dtype

@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     # built after resuming, so that a resumed run may also be lengthened with a larger --iters
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
                                                    last_epoch=start - 1)
-    data = ClipDataset(files)
+    data = ClipDataset(files, bins=arch["num_in_ch"] // 2)
     data.check(args.clip, args.crop)
     out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
     trim_log(out / "train.log", start)

@@ -71,7 +71,7 @@ def load_config(name: str | None = None) -> RunConfig:
 
 def model_from_flag(value: str) -> dict:
     """--model: 'highpass', or a checkpoint path (official EventHDR or ours)."""
-    if value in ("highpass", "hf"):
+    if value == "highpass":
         return {"type": "highpass"}
     if not Path(value).is_file():
         raise InputError(f"--model {value}: no such checkpoint file (or use --model highpass)")

@@ -40,8 +40,8 @@ def require_on_sensor(where: str, x: np.ndarray, y: np.ndarray, height: int, wid
     if out.any():
         i = int(np.argmax(out))
         raise InputError(f"{where}: an event at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} sensor "
-                         f"(width x height): damaged data, or a wrong sensor size (give it with --sensor-size "
-                         f"HxW, height first)")
+                         f"(width x height): damaged data, or a wrong sensor size (run_replay.py and convert.py "
+                         f"take --sensor-size HxW, height first)")
 
 
 @dataclass(frozen=True)

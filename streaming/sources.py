@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source, check_sensor_size
 from streaming.h5format import H5_SUFFIXES, EventH5Reader
 from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
@@ -58,7 +58,19 @@ def is_ros2_bag(path: str | Path) -> bool:
 
 
 def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic: str | None = None) -> Source:
-    """topic: a ROS bag's event topic (where it holds more than one camera's)."""
+    """topic: a ROS bag's event topic (where it holds more than one camera's). The sensor size a
+    file gives (a damaged header's 99999x99999, say) is checked as --sensor-size is: voxel grids
+    of that size would not fit in memory."""
+    source = _open(path, sensor_size, topic)
+    try:
+        check_sensor_size(str(path), source.height, source.width)
+    except InputError:
+        source.close()
+        raise
+    return source
+
+
+def _open(path: str, sensor_size: tuple[int, int] | None, topic: str | None) -> Source:
     if not Path(path).exists():
         raise InputError(f"{path}: no such file or folder")
     suffix = Path(path).suffix.lower()

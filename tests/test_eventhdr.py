@@ -257,6 +257,7 @@ def test_load_eventhdr_random_init_and_arch_checks():
     for bad, message in [({"num_feats": 8}, "unknown settings num_feats"),
                          ({"num_feat": 12, "deformable_groups": 8}, "multiple of"),
                          ({"num_frame": 4}, "odd"),
+                         ({"num_in_ch": 7}, "num_in_ch must be even"),
                          ({"num_feat": 0}, "positive integer")]:
         with pytest.raises(InputError, match=message):
             load_eventhdr(None, bad, 24, 40)

@@ -134,6 +134,7 @@ def _header_only(path, *lines: str, tail: bytes = b""):
     ("evt4.raw", ["evt 4.0", "geometry 640x480"], b"", "unsupported RAW encoding (4.0)"),
     ("nothing.raw", ["date 2026-11-24"], b"", "unsupported RAW encoding (none named in the header)"),
     ("empty.raw", ["evt 3.0", "geometry 640x480"], b"", "the file holds no change-detection events"),
+    ("huge.raw", ["evt 3.0", "geometry 99999x99999"], b"", "a sensor of 99999x99999 (height x width)?"),
     ("triggers.dat", ["Height 720", "Width 1280"], bytes([14, 8]), "not a DAT file of CD events"),
 ])
 def test_bad_files_give_one_clear_line(tmp_path, name, lines, tail, message):

@@ -227,6 +227,19 @@ def test_replay_convert_and_evaluate(street_bag, street_ros2_bag, tmp_path, ros)
     assert r.returncode == 0 and f"1 sequence(s): {bag.name}" in r.stdout, r.stderr
 
 
+def test_events_off_the_bags_sensor_end_evaluation_and_training_in_one_line(street, tmp_path):
+    """No sanitizer stands between a recording and the binner there: an event outside the
+    message's 100x100 would be written outside the voxel grid."""
+    events, frames, _ = street
+    crops = [ReferenceFrame(f.t_us, f.image[:100, :100]) for f in frames[:8]]
+    write_bag(tmp_path / "small.bag", events[:20000], crops, 100, 100)
+    for front in (["evaluate.py"], ["train.py", "--out", tmp_path / "run", "--iters", "1"]):
+        r = run_cli(*front, tmp_path / "small.bag")
+        last = r.stderr.strip().splitlines()[-1]  # after the progress bar's
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "small.bag" in last and "lies outside the 100x100 sensor" in last, r.stderr
+
+
 def test_a_stereo_bag_needs_a_topic(street, tmp_path):
     events, frames, (h, w) = street
     path = tmp_path / "stereo.bag"

@@ -55,6 +55,18 @@ def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path, device):
     assert [e["iter"] for e in log] == [1, 2, 3]
 
 
+def test_a_network_of_three_bins_trains_and_evaluates(tmp_path):
+    """The voxel grids follow the network's input channels (2 x bins), not the official 5 bins."""
+    render_sequence(tmp_path / "s.h5", seed=6, height=48, width=64, seconds=0.6)
+    (tmp_path / "bins3.yaml").write_text("model:\n  type: eventhdr\n  arch: " + json.dumps({**TINY, "num_in_ch": 6})
+                                         + "\nbins: 3\n")
+    r = run_cli("train.py", tmp_path / "s.h5", "--config", tmp_path / "bins3.yaml", "--out", tmp_path / "run",
+                "--iters", "1", "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate.py", tmp_path / "s.h5", "--model", tmp_path / "run" / "model.pth")
+    assert r.returncode == 0 and "| model.pth |" in r.stdout, r.stderr
+
+
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("train") / "s.h5"
