@@ -116,3 +116,11 @@ def test_a_sensor_size_that_does_not_fit_the_images_is_refused(tmp_path):
     r = run_cli("convert.py", tmp_path / "street.aedat4", tmp_path / "out.h5", "--sensor-size", "480x640")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "does not fit the 480x640 sensor" in r.stderr, r.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_the_writer_sums_up_the_file_as_event_cnn_minimal_does(tmp_path):
+    ev = write_moving_edge(tmp_path / "r.h5", seconds=0.4)
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        a = dict(f.attrs)
+    assert (a["num_events"], a["num_pos"], a["num_neg"], a["num_imgs"]) == (len(ev), (ev.p > 0).sum(), (ev.p < 0).sum(), 10)
+    assert (a["t0"], a["tk"]) == (ev.t[0] * 1e-6, ev.t[-1] * 1e-6) and a["duration"] == pytest.approx(a["tk"] - a["t0"])

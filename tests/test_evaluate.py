@@ -32,6 +32,17 @@ def test_sequence_metrics_ignore_the_output_scale():
     assert worse["psnr"] < 20 and worse["ssim"] < 0.5
 
 
+def test_mu_law_psnr_on_known_values():
+    """The output is scaled by the median ratio (0.5 here; a quarter of the pixels' 0.05 must not
+    pull it) and both are divided by the ground truth's peak (4): three quarters of the pixels then
+    match, the last is mu-law(10) against mu-law(1)."""
+    block = np.ones((1, 4, 4))  # 8x8 frames: SSIM's window needs 7x7
+    truth = np.kron([[[1.0, 2.0], [3.0, 4.0]]], block)
+    m = sequence_metrics(np.kron([[[2.0, 4.0], [6.0, 80.0]]], block), truth)
+    error = np.log1p(5000 * 10) / np.log1p(5000) - 1
+    assert m["mu_psnr"] == pytest.approx(10 * np.log10(4 / error ** 2), abs=1e-9)
+
+
 def _table_rows(path):
     return {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
             for line in path.read_text().splitlines() if line.startswith("| ") and "PSNR" not in line}

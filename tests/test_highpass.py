@@ -28,6 +28,14 @@ def test_an_event_steps_the_log_intensity_which_then_decays_at_the_cutoff():
     assert np.isclose(out[0, 1], math.exp(0.2 * math.exp(-2 * math.pi * 0.5 * 1.0001) - 0.2), rtol=1e-6)
 
 
+def test_reset_forgets_every_event():
+    """A new sequence (or the pipeline's warm-up before a replay) must not show the last one's."""
+    hf = HighPassFilter(2, 3)
+    hf.push(window(1000, [10, 20], [0, 2], [1, 0], [1, -1]))
+    hf.reset()
+    assert np.all(hf.push(window(500)) == 1.0)
+
+
 def test_a_runaway_hot_pixel_stays_finite():
     hf = HighPassFilter(2, 2)
     n = 3000  # ON events 10 µs apart: log intensity ~600, far past float32's exp()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from streaming.config import RunConfig
-from streaming.datatypes import EventPacket
+from streaming.binner import events_to_voxel
+from streaming.datatypes import EventPacket, ReferenceFrame
 from streaming.pipeline import Outputs, Pipeline
 from streaming.ring import VoxelRing
 from streaming.windows import ClosedWindow, WindowPolicy
@@ -99,6 +100,36 @@ def test_replay_blocks_the_reader_instead_of_losing_windows():
         assert w.grid[0, 0, 0] == 1.0  # its own grid, not overwritten by a later window
         ring.release()
     assert seqs == list(range(10)) and ring.merged == ring.dropped == 0
+
+
+def _events(t0: int, n: int, x: int) -> EventPacket:
+    return EventPacket(np.arange(t0, t0 + n, dtype=np.int64), np.full(n, x, np.uint16), np.zeros(n, np.uint16),
+                       np.ones(n, np.int8))
+
+
+def test_a_merged_window_is_binned_from_all_its_events_and_keeps_the_newest_reference():
+    ring = VoxelRing(8, 2, 4, 4, live=True)
+    refs = [ReferenceFrame(10 * k + 9, np.full((4, 4), k, np.float32)) for k in range(3)]
+    for k in range(3):  # nothing taken yet: a live ring serves the three as one
+        ring.put(ClosedWindow(10 * k, 10 * k + 10, _events(10 * k, 5, k), refs[k]))
+    w = ring.get(timeout=1)
+    assert (w.t_start_us, w.t_end_us, len(w.events), ring.merged) == (0, 30, 15, 2)
+    np.testing.assert_array_equal(w.grid, events_to_voxel(w.events.x, w.events.y, w.events.t, w.events.p, 2, 4, 4))
+    assert w.reference is refs[-1]
+
+
+def test_releasing_the_newest_window_keeps_the_older_ones_grid():
+    """The pipeline holds a model's lookahead of windows; one the model refuses is released
+    first, and the slot freed must be its own."""
+    ring = VoxelRing(2, 2, 4, 4)
+    ring.put(ClosedWindow(0, 10, _events(0, 3, 0), None))
+    ring.put(ClosedWindow(10, 20, _events(10, 3, 1), None))
+    older, newer = ring.get(timeout=1), ring.get(timeout=1)
+    kept = older.grid.copy()
+    ring.release(newest=True)
+    ring.put(ClosedWindow(20, 30, _events(20, 3, 2), None))  # reuses the freed slot
+    np.testing.assert_array_equal(older.grid, kept)
+    assert ring.get(timeout=1).grid[:, 0, 2].sum() == 3
 
 
 class RejectingModel:

@@ -203,7 +203,8 @@ def test_recorder_as_a_separate_subscriber(tmp_path):
         rec.kill()
     with h5py.File(tmp_path / "o.h5", "r") as f, h5py.File(tmp_path / "in_process.h5", "r") as g:
         assert f["frames"].shape == (30, 48, 64) and f["seq"][:].tolist() == list(range(30))
-        np.testing.assert_array_equal(f["frames"][:], g["frames"][:])
+        for name in ("frames", "t_start_us", "t_end_us"):
+            np.testing.assert_array_equal(f[name][:], g[name][:])
         assert dict(f.attrs) == dict(g.attrs) and set(f.attrs) == {"model", "device", "window", "bins", "source"}
         assert "highpass" in f.attrs["model"] and f.attrs["window"] == "20 ms" and "r.h5" in f.attrs["source"]
 
@@ -324,6 +325,20 @@ def test_polarities_mixing_0_and_minus_1_across_chunks_are_refused(tmp_path):
     reader = EventH5Reader(tmp_path / "mixed.h5")
     with pytest.raises(InputError, match="mixes 0 and -1"):
         list(reader.chunks(4))
+    reader.close()
+
+
+@pytest.mark.parametrize("ts,chunk,bad", [([0.1, 0.3, 0.2, 0.4], 4, 2),  # in the first chunk
+                                           ([0.1, 0.2, 0.15, 0.3], 2, 2),  # across two chunks
+                                           ([0.1, 0.2, 0.3, 0.25], 2, 3)])  # in a later chunk
+def test_timestamps_that_decrease_are_found_at_their_event_within_and_across_chunks(tmp_path, ts, chunk, bad):
+    with h5py.File(tmp_path / "u.h5", "w") as f:
+        f["events/ts"], f["events/xs"], f["events/ys"] = np.array(ts), np.zeros(4, np.int16), np.zeros(4, np.int16)
+        f["events/ps"] = np.ones(4, bool)
+        f.attrs["sensor_resolution"] = (4, 4)
+    reader = EventH5Reader(tmp_path / "u.h5")
+    with pytest.raises(InputError, match=f"timestamps decrease at event {bad};"):
+        list(reader.chunks(chunk))
     reader.close()
 
 

@@ -44,6 +44,12 @@ def test_k_thresholds_give_k_events_of_that_polarity(k, sign):
     assert (ev.x == 2).all() and (ev.y == 1).all()
 
 
+def test_on_and_off_thresholds_are_separate():
+    """Real sensors have unequal ON and OFF thresholds: a log change of 1.05 is 5 of 0.2 up, 2 of 0.4 down."""
+    uneven = dataclasses.replace(EXACT, c_pos=0.2, c_neg=0.4)
+    assert len(_one_pixel_step(uneven, 1.05)) == 5 and len(_one_pixel_step(uneven, -1.05)) == 2
+
+
 def test_timestamps_are_interpolated_within_the_step():
     ev = _one_pixel_step(EXACT, 3.5 * C, t0=1000, t1=2000)
     # the log intensity moves linearly: threshold j is crossed at j / 3.5 of the step

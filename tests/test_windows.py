@@ -33,6 +33,14 @@ def test_ms_windows_are_contiguous_and_keep_every_event(tmp_path):
     np.testing.assert_array_equal(np.concatenate([w.events.t for w in wins]), ev.t)
 
 
+def test_timed_windows_carry_the_newest_image_before_their_end(tmp_path):
+    """100 ms windows see two or three of the 40 ms images: the video shows the newest."""
+    write_moving_edge(tmp_path / "r.h5", seconds=1.0)
+    images = np.arange(1, 26) * 40000
+    for w in cut(tmp_path / "r.h5", WindowPolicy("ms", ms=100))[:-1]:
+        assert w.reference.t_us == images[images <= w.t_end_us].max()
+
+
 def test_ms_windows_span_quiet_periods():
     w = Windower(WindowPolicy("ms", ms=1))
     mk = lambda t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
