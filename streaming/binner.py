@@ -116,3 +116,10 @@ class Sanitizer:
             self.unordered += unordered
             return EventPacket(ev.t[keep], ev.x[keep], ev.y[keep], ev.p[keep])
         return ev
+
+    def finish(self) -> None:
+        """The stream has ended, so a held event has no next packet to judge it. Counted as
+        dropped: kept, one far ahead would fill its gap with empty windows."""
+        if self._held is not None:
+            self.unordered += 1
+            self._held = None

@@ -102,6 +102,9 @@ class Pipeline:
                     self.ring.put(w)
                 if reached:
                     break
+            if not reached:
+                sanitize.finish()
+                self.stats.unordered = sanitize.unordered
             # the window open at the end (or at --max-seconds) is one too; frame-aligned windows have
             # none, and stopped at --max-seconds before the first image, no source lacks frames
             for w in [] if reached and self.cfg.window.policy == "frames" else windower.flush():

@@ -90,6 +90,9 @@ def test_a_lone_timestamp_far_ahead_is_dropped_not_the_rest_of_the_stream():
     # a real gap: what follows it is as far ahead, so it stands
     assert s(pk(80, 5_000_000)).t.tolist() == [80]
     assert s(pk(5_000_010)).t.tolist() == [5_000_000, 5_000_010] and s.unordered == 2
+    assert s(pk(5_000_020, glitch)).t.tolist() == [5_000_020]
+    s.finish()  # the stream ends on a held event: nothing tells, and it is counted as dropped
+    assert s.unordered == 3
 
 
 def test_a_clock_that_jumps_back_for_good_ends_the_sequence():

@@ -328,6 +328,18 @@ def test_polarities_mixing_0_and_minus_1_across_chunks_are_refused(tmp_path):
     reader.close()
 
 
+def test_a_recording_ending_on_a_far_off_timestamp_counts_it(tmp_path):
+    """The sanitizer holds a packet's last event when it lies far off, until the next packet shows
+    whether it was a glitch; at the end of the stream none comes, and it is counted as dropped."""
+    t = np.r_[np.arange(1000) * 100, 10**10]  # 0.1 s of events, then one 2.8 h later
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f["events/ts"], f["events/xs"], f["events/ys"] = t, np.zeros(1001, np.int16), np.zeros(1001, np.int16)
+        f["events/ps"] = np.ones(1001, bool)
+        f.attrs["sensor_resolution"] = (4, 4)
+    r = run_cli("run_replay.py", tmp_path / "g.h5", "--rate", "max", "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 0 and "done: 1,000 events" in r.stdout and "bad events 1," in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("ts,chunk,bad", [([0.1, 0.3, 0.2, 0.4], 4, 2),  # in the first chunk
                                            ([0.1, 0.2, 0.15, 0.3], 2, 2),  # across two chunks
                                            ([0.1, 0.2, 0.3, 0.25], 2, 3)])  # in a later chunk
