@@ -2,7 +2,7 @@
 official sliding window, for each configuration and resolution.
 
     .venv/bin/python -m bench.model [--quick] [--configs eventhdr eventhdr_cpu]
-                                    [--sizes 240x180 346x260 640x480] [--frames N] [--max-gmac G]
+                                    [--sizes 180x240 260x346 480x640] [--frames N] [--max-gmac G]
                                     [--device cpu|cuda]
 
 - GMAC: multiply-accumulates per output, counted with forward hooks: every conv, and every
@@ -31,6 +31,7 @@ from bench.args import positive_int
 from model.eventhdr import EventHDR, make_arch
 from model.layers import DCNPack
 from model.stream import CentredPad, EventHDRStream
+from streaming.cli import parse_size
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import EventPacket, InputError, VoxelWindow
 from streaming.exits import run_main
@@ -118,24 +119,25 @@ def ms_per_frame(net: EventHDR, height: int, width: int, frames: int) -> tuple[f
     return t_stream * 1e3, t_sliding * 1e3
 
 
-def _size(text: str) -> str:
-    width, _, height = text.partition("x")
-    if not (width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
-        raise argparse.ArgumentTypeError(f"{text}: give WIDTHxHEIGHT, each 16 or more, e.g. 346x260")
-    return text
+def _size(text: str) -> tuple[int, int]:
+    height, width = parse_size(text, "--sizes")
+    if min(height, width) < 16:  # the smallest the pyramid's three levels take
+        raise InputError(f"--sizes {text}: each side must be 16 or more")
+    return height, width
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["eventhdr", "eventhdr_cpu"])
-    ap.add_argument("--sizes", nargs="+", type=_size, default=["240x180", "346x260", "640x480"],
-                    help="WIDTHxHEIGHT (as sensors are named: 346x260 is a DAVIS346)")
+    ap.add_argument("--sizes", nargs="+", default=["180x240", "260x346", "480x640"],
+                    help="HxW, as every size flag here: 260x346 is a DAVIS346's sensor")
     ap.add_argument("--frames", type=positive_int, default=3, help="timed output frames per measurement")
     ap.add_argument("--max-gmac", type=float, default=1000, help="skip timing above this sliding-window cost")
     ap.add_argument("--quick", action="store_true", help="1 timed frame; time nothing above 500 sliding GMAC")
     ap.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = ap.parse_args()
+    sizes = [_size(text) for text in args.sizes]
     if args.quick:
         args.frames, args.max_gmac = 1, min(args.max_gmac, 500)
     torch.set_num_threads(args.threads)
@@ -144,7 +146,7 @@ def main() -> None:
     device = resolve_device(args.device)
     where = f"CPU, {args.threads} threads" if device == "cpu" else torch.cuda.get_device_name(device)
     print(f"EventHDR per output frame, {where}, {args.frames} timed frame(s), random weights")
-    print(f"{'config':<14}{'size':>9}{'GMAC stream':>13}{'GMAC sliding':>14}{'(sampling)':>12}"
+    print(f"{'config':<14}{'HxW':>9}{'GMAC stream':>13}{'GMAC sliding':>14}{'(sampling)':>12}"
           f"{'ms stream':>11}{'ms sliding':>12}{'sliding/stream':>16}")
     skipped = []
     models = {name: load_config(name).model for name in args.configs}
@@ -153,8 +155,8 @@ def main() -> None:
             raise InputError(f"config {name}: its model is {model['type']}, not a network; nothing to count")
     for name, model in models.items():
         net = EventHDR(**make_arch(model.get("arch"))).eval().to(device)
-        for size in args.sizes:
-            width, height = map(int, size.split("x"))
+        for height, width in sizes:
+            size = f"{height}x{width}"
             g_stream, g_sliding, g_sampling = gmac_per_output(net, height, width)
             row = f"{name:<14}{size:>9}{g_stream:>13.2f}{g_sliding:>14.2f}{g_sampling:>12.2f}"
             if g_sliding > args.max_gmac:

@@ -27,9 +27,9 @@ from bench.args import positive_float
 from model.factory import live_threads, make_reconstructor
 from streaming.cli import SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
 from streaming.config import load_config, resolve_device
-from streaming.datatypes import EventPacket
+from streaming.datatypes import EventPacket, Outputs
 from streaming.demo import ensure_demo_recording
-from streaming.pipeline import Outputs, Pipeline
+from streaming.pipeline import Pipeline
 from streaming.dvsources import NetworkSource
 from streaming.sources import open_recording, paced
 from streaming.offline import voxel_windows

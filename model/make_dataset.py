@@ -25,11 +25,13 @@ from tqdm import tqdm
 
 from model.scenes import STYLES, render_sequence
 from model.simulator import SimConfig
-from streaming.datatypes import MAX_SENSOR_SIDE, InputError
+from streaming.cli import parse_size
+from streaming.datatypes import InputError
 
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
 SEEDS_PER_SPLIT = 1_000_000
 MAX_SECONDS = 3600  # a sequence is seconds long; an hour would take days to render
+MIN_SIDE = 8
 
 
 def sequence_seed(split: str, index: int) -> int:
@@ -49,30 +51,21 @@ def random_sim_config(seed: int) -> SimConfig:
                      dark_noise_gain=rng.uniform(0, 10))
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, such as 180x240, not {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"size {text} is too small (at least 8x8)")
-    if max(h, w) > MAX_SENSOR_SIDE:  # every reader refuses a larger sensor
-        raise argparse.ArgumentTypeError(f"size {text} is too large (at most {MAX_SENSOR_SIDE} a side)")
-    return h, w
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.make_dataset", description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--split", choices=sorted(SPLIT_SEED_BASE), required=True)
     ap.add_argument("--count", type=int, required=True, help="sequences: seq_0000.h5 ...")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each sequence (default 3)")
-    ap.add_argument("--size", type=_size, default=(180, 240), help="HxW (default 180x240)")
+    ap.add_argument("--size", default="180x240", help="HxW (default 180x240)")
     ap.add_argument("--style", choices=STYLES, default="hdr", help="scene kind (default hdr)")
     ap.add_argument("--gt-fps", type=float, default=25.0, help="ground-truth frames per second (default 25)")
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:
         raise InputError(f"--count must be in 1..{SEEDS_PER_SPLIT}, got {args.count}")
+    height, width = parse_size(args.size, "--size")
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"--size {args.size} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
     # NaN passes any comparison. Past the bounds, the render instants would not fit in memory, or
     # ground-truth frames would share a microsecond timestamp.
     for flag, low, high in (("seconds", 0, MAX_SECONDS), ("gt_fps", 1, 1e6)):
@@ -87,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"OUT_DIR {args.out_dir}: cannot be made ({e.strerror})") from None
-    height, width = args.size
     for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
         seed = sequence_seed(args.split, i)
         path = args.out_dir / f"seq_{i:04d}.h5"

@@ -36,7 +36,8 @@ class CentredPad:
 
 
 class EventHDRStream:
-    """push(window) -> linear float32 (H, W) of the window pushed one call earlier, or None."""
+    """push(window) -> linear float32 (H, W) of the window pushed `lookahead` calls earlier
+    (num_frame // 2: the centre of its num_frame windows), or None while there is none."""
 
     def __init__(self, net: EventHDR, height: int, width: int):
         self.net = net.eval()

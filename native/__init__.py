@@ -1,7 +1,8 @@
 """Compiled kernels: modulated deformable convolution (DCNv2) for inference, CPU and CUDA.
 
 `available` says whether the extension (native/_C, built by setup.py) loaded; `load_error` says
-why not. EVENTHDR_NO_NATIVE=1 skips loading it, so the library fallback can be exercised.
+why not. EVENTHDR_NO_NATIVE=1 skips loading it, so the fallback (model.deform's grid-sample convolution)
+can be exercised.
 """
 import importlib.util
 import os
@@ -44,13 +45,13 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
 
     input (N, C, H, W); offset (N, 2*G*kh*kw, OH, OW), per group and tap (dy, dx);
     weight (Cout, C, kh, kw) (no grouped weights); mask (N, G*kh*kw, OH, OW) or None for ones.
-    There is no backward: callers that need gradients use torchvision.
+    There is no backward: where gradients are needed, model.deform runs its grid-sample convolution.
     """
     if not available:
         raise RuntimeError(f"native extension not loaded: {load_error}")
     if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (input, offset, weight, bias, mask)):
-        raise RuntimeError("native.deform_conv2d has no backward; use torchvision for training")
+        raise RuntimeError("native.deform_conv2d has no backward; train through model.deform.deform_conv2d")
     stride_h, stride_w = _pair(stride)
     pad_h, pad_w = _pair(padding)
     dil_h, dil_w = _pair(dilation)

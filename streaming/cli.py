@@ -7,10 +7,9 @@ import math
 from dataclasses import replace
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
-from streaming.datatypes import InputError, check_sensor_size
+from streaming.datatypes import InputError, Outputs, check_sensor_size
 from streaming.exits import check_output_folder
 from streaming.h5format import check_h5_name
-from streaming.pipeline import Outputs
 from streaming.protocol import DEFAULT_ADDRESS
 from streaming.windows import WindowPolicy
 
@@ -18,7 +17,7 @@ EPILOG = f"""\
 where the frames go:
   Frames are published over ZeroMQ (default {DEFAULT_ADDRESS}) as multipart messages
   [topic, JSON header, payload] on the topics `frame` (linear float32 HDR), `preview`
-  (uint8, tone-mapped) and `stats`; see README.md for a ten-line consumer.
+  (uint8, tone-mapped) and `stats`; README.md shows a consumer in plain pyzmq.
   --record writes the linear frames to HDF5; --video writes events | reconstruction |
   reference frame side by side. A stats line prints every few seconds, a summary at the end.
 """
@@ -66,14 +65,15 @@ SENSOR_SIZE_HELP = ("the sensor's size where the file does not give it (an HDF5 
 
 
 def parse_size(text: str | None, flag: str = "--sensor-size") -> tuple[int, int] | None:
-    """--sensor-size 'HxW' -> (H, W); None -> None (the file's own)."""
+    """'HxW' (a sensor's height first, as numpy's shapes and the HDF5 layout's sensor_resolution
+    have it) -> (H, W); None -> None (the file's own). Every size flag takes this form."""
     if text is None:
         return None
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise InputError(f"bad {flag} {text!r}: give HEIGHTxWIDTH, e.g. 260x346") from None
-    check_sensor_size(f"{flag} {text}", h, w)
+    check_sensor_size(f"{flag} {text}", h, w, flag)
     return h, w
 
 

@@ -46,9 +46,9 @@ def load_config(name: str | None = None) -> RunConfig:
     unknown = set(raw) - {"model", "window", "bins", "overload", "publish", "device"}
     if unknown:
         raise InputError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
-    for name, kind in (("model", dict), ("window", dict), ("publish", str), ("overload", str)):
-        if name in raw and not isinstance(raw[name], kind):
-            raise InputError(f"{path}: {name} must be {'a mapping' if kind is dict else 'a string'}, got {raw[name]!r}")
+    for key, kind in (("model", dict), ("window", dict), ("publish", str), ("overload", str)):
+        if key in raw and not isinstance(raw[key], kind):
+            raise InputError(f"{path}: {key} must be {'a mapping' if kind is dict else 'a string'}, got {raw[key]!r}")
     cfg = RunConfig()
     if "model" in raw:
         cfg.model = dict(raw["model"])

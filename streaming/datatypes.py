@@ -26,10 +26,10 @@ class SourceLost(InputError):
 MAX_SENSOR_SIDE = 4096  # an IMX636 is 1280x720: a larger side is a typo, whose voxel grids would not fit in memory
 
 
-def check_sensor_size(where: str, height: int, width: int) -> None:
+def check_sensor_size(where: str, height: int, width: int, flag: str = "--sensor-size") -> None:
     if not (0 < height <= MAX_SENSOR_SIDE and 0 < width <= MAX_SENSOR_SIDE):
         raise InputError(f"{where}: a sensor of {height}x{width} (height x width)? Each side is 1 to "
-                         f"{MAX_SENSOR_SIDE} pixels; give the size with --sensor-size HxW, e.g. 260x346")
+                         f"{MAX_SENSOR_SIDE} pixels; give the size with {flag} HxW, e.g. 260x346")
 
 
 def require_on_sensor(where: str, x: np.ndarray, y: np.ndarray, height: int, width: int) -> None:
@@ -133,6 +133,15 @@ class Frame:
     image: np.ndarray
     latency_s: float = 0.0
     window: VoxelWindow | None = field(default=None, repr=False)
+
+
+@dataclass
+class Outputs:
+    """Where a pipeline's frames go besides its publisher, and how often it reports."""
+    record: str | None = None  # HDF5 file of the linear frames
+    video: str | None = None  # events | reconstruction | reference, side by side
+    wait_subscribers: int = 0
+    stats_every_s: float = 2.0
 
 
 class Reconstructor(Protocol):

@@ -1,8 +1,7 @@
 """How every command-line front ends: a user's mistake is one line and a status, not a traceback.
 
-Kept apart from streaming.cli (the live fronts' options, which pull in ZeroMQ and PyAV) so that
-the offline tools (train.py, evaluate.py) run where the live fronts' packages are missing, such
-as a GPU machine's own Python."""
+Imports nothing of the live path, so that the offline tools (train.py, evaluate.py) run where
+its packages (ZeroMQ, PyAV) are missing, such as a GPU machine's own Python."""
 import os
 import sys
 from pathlib import Path

@@ -1,7 +1,8 @@
 """Wires the stages: source -> binner -> ring -> reconstructor -> publisher and recorders.
 
 One thread reads the source and bins; the calling thread runs the model and publishes.
-The ring is the only state they share.
+They share the ring (the windows, under its lock) and the run's counters (the reader's plain
+ints, which the reports only read).
 """
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
@@ -18,7 +18,7 @@ from model.factory import make_reconstructor
 from model.tonemap import CausalToneMapper
 from streaming.binner import Sanitizer, voxel_into
 from streaming.config import RunConfig
-from streaming.datatypes import EventPacket, Frame, InputError, Reconstructor, Source, VoxelWindow
+from streaming.datatypes import EventPacket, Frame, InputError, Outputs, Reconstructor, Source, VoxelWindow
 from streaming.publisher import Publisher
 from streaming.recorder import FrameRecorder
 from streaming.ring import VoxelRing
@@ -29,14 +29,6 @@ from streaming.windows import NEEDS_FRAMES, Windower
 
 RING_CAPACITY = 8
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
-
-
-@dataclass
-class Outputs:
-    record: str | None = None
-    video: str | None = None
-    wait_subscribers: int = 0
-    stats_every_s: float = 2.0
 
 
 class Pipeline:

@@ -20,7 +20,6 @@ from streaming.datatypes import Frame, InputError
 
 VERSION = 1
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
-TOPICS = (b"frame", b"preview", b"stats")
 
 
 def check_port(address: str) -> None:

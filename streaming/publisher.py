@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -67,10 +68,9 @@ class Publisher:
         self._sock.disable_monitor()
         self._handshakes.close(0)
 
-    def frame(self, frame: Frame, preview_u8=None) -> None:
+    def frame(self, frame: Frame, preview_u8: np.ndarray) -> None:
         self._sock.send_multipart(encode_frame(frame, self._run), copy=False)
-        if preview_u8 is not None:
-            self._sock.send_multipart(encode_preview(frame, preview_u8, self._run), copy=False)
+        self._sock.send_multipart(encode_preview(frame, preview_u8, self._run), copy=False)
 
     def stats(self, stats: dict) -> None:
         self._sock.send_multipart(encode_stats(stats))

@@ -1,9 +1,8 @@
 """The ring of voxel windows between the reader thread and the model thread.
 
 Preallocated: `capacity` grids of (2*B, H, W) float32, binned in place (B = 0: no grids, for
-models that work per event). The only state the two threads share. File replay blocks the
-reader when the ring is full (nothing lost). Live
-sources cannot be paused: when the model falls behind, pending windows are merged into one
+models that work per event). File replay blocks the reader when the ring is full (nothing
+lost). Live sources cannot be paused: when the model falls behind, pending windows are merged into one
 (every event kept, the frame rate falls) or, with the drop policy, the oldest are dropped.
 """
 from __future__ import annotations

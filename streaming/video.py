@@ -40,16 +40,16 @@ class SideBySideVideo:
         self._h, self._w3 = height + height % 2, 3 * width + (3 * width) % 2
         self._stream.width, self._stream.height = self._w3, self._h
         self._stream.pix_fmt = "yuv420p"
-        self._tm_rec, self._tm_ref = CausalToneMapper(), CausalToneMapper()
+        self._tm_ref = CausalToneMapper()  # the reconstruction comes tone-mapped: the pipeline's preview
         self._blank = np.zeros((height, width, 3), np.uint8)
         self._fps = fps
         self._t0: int | None = None  # the first frame's time, µs
         self._ticks = 0  # encoded
         # the newest frame and its preview, shown from its time until the next one's: a frame that
         # a newer one replaces within its tick is never drawn
-        self._newest: tuple[Frame, np.ndarray | None] | None = None
+        self._newest: tuple[Frame, np.ndarray] | None = None
 
-    def add(self, frame: Frame, preview_u8: np.ndarray | None = None) -> None:
+    def add(self, frame: Frame, preview_u8: np.ndarray) -> None:
         t = frame.window.t_end_us
         self._t0 = t if self._t0 is None else self._t0
         due = int((t - self._t0) * self._fps // 1_000_000)  # ticks before this frame's time
@@ -57,9 +57,9 @@ class SideBySideVideo:
             self._show(self._canvas(*self._newest), due - self._ticks)
         self._newest = (frame, preview_u8)
 
-    def _canvas(self, frame: Frame, preview_u8: np.ndarray | None) -> np.ndarray:
+    def _canvas(self, frame: Frame, preview_u8: np.ndarray) -> np.ndarray:
         w = frame.window
-        rec = _grey(preview_u8 if preview_u8 is not None else self._tm_rec(frame.image))
+        rec = _grey(preview_u8)
         ref = _grey(self._tm_ref(w.reference.image)) if w.reference is not None else self._blank
         if ref.shape != rec.shape:  # a reference of another size is not comparable: leave the panel empty
             ref = self._blank

@@ -7,8 +7,8 @@ import pytest
 
 from streaming.config import RunConfig
 from streaming.binner import events_to_voxel
-from streaming.datatypes import EventPacket, ReferenceFrame
-from streaming.pipeline import Outputs, Pipeline
+from streaming.datatypes import EventPacket, Outputs, ReferenceFrame
+from streaming.pipeline import Pipeline
 from streaming.ring import VoxelRing
 from streaming.windows import ClosedWindow, WindowPolicy
 from tests.conftest import free_port

@@ -15,9 +15,9 @@ import pytest
 import zmq
 
 from streaming.config import RunConfig, load_config
-from streaming.datatypes import EventPacket, InputError
+from streaming.datatypes import EventPacket, InputError, Outputs
 from streaming.h5format import EventH5Reader, EventH5Writer
-from streaming.pipeline import Outputs, Pipeline
+from streaming.pipeline import Pipeline
 from streaming.protocol import encode_stats
 from streaming.sources import H5Source, paced
 from streaming.stats import RunStats

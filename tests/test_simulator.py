@@ -250,7 +250,7 @@ def test_make_dataset_bad_outputs_are_one_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.endswith(f"\nerror: {tmp_path / 'seq_0000.h5'}: cannot be written (Is a directory)\n"), r.stderr
     r = run_cli(*make, "--size", "8x4100")
-    assert r.returncode == 2 and "size 8x4100 is too large (at most 4096 a side)" in r.stderr
+    assert r.returncode == 2 and "--size 8x4100: a sensor of 8x4100 (height x width)? Each side is 1 to 4096" in r.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["seq_0000.h5"]  # and no partial file left behind
 
 
