@@ -26,6 +26,12 @@ class SourceLost(InputError):
 MAX_SENSOR_SIDE = 4096  # an IMX636 is 1280x720: a larger side is a typo, whose voxel grids would not fit in memory
 
 
+def size_text(height: int, width: int) -> str:
+    """A sensor's size as every flag takes it, height first (sensors are named the other way
+    round: a DAVIS346 is 346 pixels wide), so that what a run prints can be passed back."""
+    return f"HxW {height}x{width}"
+
+
 def check_sensor_size(where: str, height: int, width: int, flag: str = "--sensor-size") -> None:
     if not (0 < height <= MAX_SENSOR_SIDE and 0 < width <= MAX_SENSOR_SIDE):
         raise InputError(f"{where}: a sensor of {height}x{width} (height x width)? Each side is 1 to "
@@ -39,8 +45,8 @@ def require_on_sensor(where: str, x: np.ndarray, y: np.ndarray, height: int, wid
     out = (x < 0) | (x >= width) | (y < 0) | (y >= height)
     if out.any():
         i = int(np.argmax(out))
-        raise InputError(f"{where}: an event at (x={x[i]}, y={y[i]}) lies outside the {width}x{height} sensor "
-                         f"(width x height): damaged data, or a wrong sensor size (run_replay.py and convert.py "
+        raise InputError(f"{where}: an event at (x={x[i]}, y={y[i]}) lies outside the {size_text(height, width)} "
+                         f"sensor: damaged data, or a wrong sensor size (run_replay.py and convert.py "
                          f"take --sensor-size HxW, height first)")
 
 

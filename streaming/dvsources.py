@@ -23,7 +23,7 @@ import dv_processing as dv
 import numba
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, Source, SourceLost, reference_image
+from streaming.datatypes import EventPacket, InputError, Source, SourceLost, reference_image, size_text
 from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
@@ -116,7 +116,7 @@ class Aedat4Source:
         if sensor_size is not None:
             self.height, self.width = sensor_size
         self.has_frames = self._rec.isFrameStreamAvailable()
-        self.description = (f"{path.name} (AEDAT4, {self._rec.getCameraName()}, {self.width}x{self.height}"
+        self.description = (f"{path.name} (AEDAT4, {self._rec.getCameraName()}, {size_text(self.height, self.width)}"
                             f"{', with frames' if self.has_frames else ''})")
 
     def __iter__(self):
@@ -166,7 +166,7 @@ class CameraSource:
         self.has_frames = self._cam.isFrameStreamAvailable()
         self._name = self._cam.getCameraName()
         self._clean = denoiser(self.width, self.height) if denoise else _keep_all
-        self.description = f"camera {self._name} ({self.width}x{self.height})"
+        self.description = f"camera {self._name} ({size_text(self.height, self.width)})"
 
     def __iter__(self):
         merge = Interleaver()
@@ -244,7 +244,7 @@ class NetworkSource:
                              f"or serve_events, which send it")
         self.width, self.height = resolution
         self._clean = denoiser(self.width, self.height) if denoise else _keep_all
-        self.description = f"{self._url} ({self._reader.getCameraName()}, {self.width}x{self.height})"
+        self.description = f"{self._url} ({self._reader.getCameraName()}, {size_text(self.height, self.width)})"
 
     def __iter__(self):
         return map(from_event_store, self.stores())

@@ -12,7 +12,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, require_on_sensor
+from streaming.datatypes import EventPacket, InputError, require_on_sensor, size_text
 
 CHUNK_BYTES = 1 << 19  # EVT3: up to 12 events a 2-byte word, so up to 3M events a chunk
 PROPHESEE_SUFFIXES = (".raw", ".dat")
@@ -211,7 +211,7 @@ class PropheseeSource:
             raise InputError(f"{path}: the header gives no sensor size; pass --sensor-size HxW "
                              f"(e.g. 480x640 for a Gen3 VGA sensor, 720x1280 for an IMX636)")
         self.height, self.width = size
-        self.description = f"{path.name} (Prophesee {self.encoding}, {self.width}x{self.height})"
+        self.description = f"{path.name} (Prophesee {self.encoding}, {size_text(self.height, self.width)})"
 
     def __iter__(self):
         self._f.seek(self._data_start)

@@ -16,7 +16,7 @@ import numpy as np
 from rosbags import rosbag1, rosbag2
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from streaming.datatypes import EventPacket, InputError, reference_image
+from streaming.datatypes import EventPacket, InputError, reference_image, size_text
 from streaming.interleave import interleave
 from streaming.prophesee import StreamDecoder
 from streaming.sources import is_ros2_bag
@@ -131,7 +131,7 @@ class RosbagSource:
         if size is None:
             raise InputError(f"{path}: the event messages give no sensor size; pass --sensor-size HxW")
         self.height, self.width = size
-        self.description = (f"{path.name} ({kind} bag, {topic}, {self.width}x{self.height}"
+        self.description = (f"{path.name} ({kind} bag, {topic}, {size_text(self.height, self.width)}"
                             f"{', frames from ' + self.image_topic if self.image_topic else ''})")
 
     def _size_in_messages(self) -> tuple[int, int] | None:

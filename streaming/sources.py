@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source, check_sensor_size
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, Source, check_sensor_size, size_text
 from streaming.h5format import H5_SUFFIXES, EventH5Reader
 from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
@@ -23,7 +23,7 @@ class H5Source:
         self._reader = EventH5Reader(path, sensor_size)
         self.height, self.width = self._reader.height, self._reader.width
         self.has_frames = self._reader.has_images
-        self.description = f"{Path(path).name} (HDF5, {self.width}x{self.height}, {self._reader.num_events:,} events)"
+        self.description = f"{Path(path).name} (HDF5, {size_text(self.height, self.width)}, {self._reader.num_events:,} events)"
 
     def __iter__(self):
         refs = self._reader.references()

@@ -72,7 +72,7 @@ def test_hdf5_with_16_bit_and_linear_frames_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("too small", "lies outside the 100x100 sensor (width x height): damaged data, or a wrong sensor size"),
+    ("too small", "lies outside the HxW 100x100 sensor: damaged data, or a wrong sensor size"),
     ("onto itself", "the output would replace the recording"),
     ("no size", "the header gives no sensor size"),
     ("not HDF5", "this writes HDF5; name the file .h5"),

@@ -115,7 +115,7 @@ def test_replay_of_a_raw_file(tmp_path):
     r = run_cli("run_replay.py", EVT3, "--rate", "max", "--record", tmp_path / "out.h5",
                 "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert r.returncode == 0, r.stderr
-    assert "Prophesee EVT3, 1280x720" in r.stdout
+    assert "Prophesee EVT3, HxW 720x1280" in r.stdout
     with h5py.File(tmp_path / "out.h5", "r") as f:
         frames, t_end = f["frames"], f["t_end_us"][:]
         assert frames.shape[1:] == (720, 1280)
@@ -156,4 +156,4 @@ def test_sensor_size_from_the_command_line_or_the_header(tmp_path):
     override.close()
     r = run_cli("run_replay.py", EVT2, "--sensor-size", "200x300", "--rate", "max",
                 "--publish", f"tcp://127.0.0.1:{free_port()}")  # a size too small: not a replay that drops events
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lies outside the 300x200 sensor" in r.stderr, r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lies outside the HxW 200x300 sensor" in r.stderr, r.stderr

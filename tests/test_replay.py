@@ -301,7 +301,7 @@ def _bad_files(d):
 
 @pytest.mark.parametrize("name,message", [
     ("missing.h5", "no such file"), ("notes.h5", "not an HDF5 file"), ("nodata.h5", "missing datasets"),
-    ("unsorted.h5", "time-sorted"), ("outside.h5", "outside the 10x10 sensor"), ("empty.h5", "no events"),
+    ("unsorted.h5", "time-sorted"), ("outside.h5", "outside the HxW 10x10 sensor"), ("empty.h5", "no events"),
     ("nan.h5", "NaN or inf at event 1"), ("clip.mp4", "unknown recording type"),
     ("res3.h5", "sensor_resolution is [10, 10, 3], not [height, width]"), ("huge.h5", "Each side is 1 to 4096"),
     ("pol5.h5", "events/ps holds 5 at event 1"), ("pol_half.h5", "holds 0.5 at event 1"),

@@ -219,7 +219,7 @@ def test_replay_convert_and_evaluate(street_bag, street_ros2_bag, tmp_path, ros)
     bag = street_bag if ros == 1 else street_ros2_bag
     r = run_cli("run_replay.py", bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
     assert r.returncode == 0, r.stderr
-    assert f"ROS {ros} bag, /dvs/events, 346x260, frames from /dvs/image_raw" in r.stdout
+    assert f"ROS {ros} bag, /dvs/events, HxW 260x346, frames from /dvs/image_raw" in r.stdout
     assert "59 windows, 59 frames" in r.stdout
     r = run_cli("convert.py", bag, tmp_path / "street.h5")
     assert r.returncode == 0 and "78,830 events and 59 images" in r.stdout, r.stderr
@@ -237,7 +237,7 @@ def test_events_off_the_bags_sensor_end_evaluation_and_training_in_one_line(stre
         r = run_cli(*front, tmp_path / "small.bag")
         last = r.stderr.strip().splitlines()[-1]  # after the progress bar's
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert "small.bag" in last and "lies outside the 100x100 sensor" in last, r.stderr
+        assert "small.bag" in last and "lies outside the HxW 100x100 sensor" in last, r.stderr
 
 
 def test_a_stereo_bag_needs_a_topic(street, tmp_path):
