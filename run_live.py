@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from streaming.cli import common_parser, outputs, print_outputs, run_config
-from streaming.datatypes import InputError, SourceLost
+from streaming.datatypes import InputError, SourceLost, SourceUnavailable
 from streaming.dvsources import open_source, serve_events
 from streaming.pipeline import Pipeline
 from streaming.ring import OVERLOAD_POLICIES
@@ -30,7 +30,8 @@ def main(argv=None) -> int:
                          "the frame rate falls) or drop the oldest (counted in the stats)")
     ap.add_argument("--denoise", action="store_true", help="dv-processing's background-activity filter")
     ap.add_argument("--reconnect", action="store_true",
-                    help="when the camera or stream is lost, keep trying to reopen it (each reconnection "
+                    help="wait for the camera or stream if it is not there yet, and when it is lost, keep "
+                         "trying to reopen it (each reconnection "
                          "starts a new sequence, and --record/--video files get a -2, -3, ... suffix); a "
                          "network stream that ends counts as lost, so only Ctrl-C or --max-seconds (the whole run's, waits "
                          "included) end the run")
@@ -52,10 +53,12 @@ def main(argv=None) -> int:
         print("stopped" if n is None else f"done: forwarded {n:,} events")
         return 0
     cfg = run_config(args)
-    source, attempt = open_source(args.camera, args.denoise, args.reconnect), 1
+    source = _open(args, None if args.max_seconds is None else time.monotonic() + args.max_seconds)
+    if source is None:
+        raise InputError(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
     # --max-seconds: the first connection's events, and from its start the whole run, reconnections
     # and the waits between them included
-    deadline = None
+    deadline, attempt = None, 1
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
               f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
@@ -77,25 +80,30 @@ def main(argv=None) -> int:
             return 0
         if not args.reconnect:
             return 1
-        source, attempt = _reopen(args.camera, args.denoise, deadline), attempt + 1
+        time.sleep(RECONNECT_EVERY_S)  # a server that has just ended its stream may still take a connection
+        source, attempt = _open(args, deadline), attempt + 1
         if source is None:
             print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
             return 0
 
 
-def _reopen(spec, denoise, deadline):
-    """--reconnect: try again every second until the camera or stream is back (Ctrl-C stops), or
-    None at the deadline. Says why it waits once, and again when the reason changes."""
+def _open(args, deadline: float | None):
+    """The camera or stream. With --reconnect, one that is not there yet is waited for: tried
+    every second (Ctrl-C stops) until it is, or None at the deadline. Says why it waits once,
+    and again when the reason changes."""
     said = None
-    while deadline is None or time.monotonic() + RECONNECT_EVERY_S < deadline:
-        time.sleep(RECONNECT_EVERY_S)
+    while True:
         try:
-            return open_source(spec, denoise, reconnect=True)
-        except InputError as e:
+            return open_source(args.camera, args.denoise, args.reconnect)
+        except SourceUnavailable as e:
+            if not args.reconnect:
+                raise
             if str(e) != said:
                 print(f"waiting for the source: {e}", flush=True)
                 said = str(e)
-    return None
+        if deadline is not None and time.monotonic() + RECONNECT_EVERY_S >= deadline:
+            return None
+        time.sleep(RECONNECT_EVERY_S)
 
 
 def _numbered(out, attempt):

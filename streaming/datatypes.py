@@ -23,6 +23,11 @@ class SourceLost(InputError):
     like any InputError."""
 
 
+class SourceUnavailable(InputError):
+    """A live input that is not there (yet): no camera plugged in, or in another program's hands;
+    no server listening. --reconnect waits for it; else it ends the run with one line."""
+
+
 MAX_SENSOR_SIDE = 4096  # an IMX636 is 1280x720: a larger side is a typo, whose voxel grids would not fit in memory
 
 

@@ -23,7 +23,8 @@ import dv_processing as dv
 import numba
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, Source, SourceLost, reference_image, size_text
+from streaming.datatypes import (EventPacket, InputError, Source, SourceLost, SourceUnavailable, reference_image,
+                                 size_text)
 from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
@@ -151,16 +152,16 @@ class CameraSource:
         _load_converter()
         found = dv.io.camera.discover()
         if not found:  # open() on an empty list raises a bare IndexError: check first
-            raise InputError("no event camera found (discovered: none); plug in a DAVIS/DVXplorer "
+            raise SourceUnavailable("no event camera found (discovered: none); plug in a DAVIS/DVXplorer "
                              "or use --camera tcp://HOST:PORT")
         serials = [d.serialNumber for d in found]
         if serial and serial not in serials:
-            raise InputError(f"no camera with serial {serial} (discovered: "
+            raise SourceUnavailable(f"no camera with serial {serial} (discovered: "
                              f"{', '.join(_describe_camera(d) for d in found)}); give one of these serials")
         try:
             self._cam = dv.io.camera.open(serial or serials[0])
         except RuntimeError as e:  # typically in use by another program, or no USB permission
-            raise InputError(f"cannot open camera {serial or serials[0]}: {_reason(e)}; "
+            raise SourceUnavailable(f"cannot open camera {serial or serials[0]}: {_reason(e)}; "
                              f"close other programs using it and check its USB permissions") from None
         self.width, self.height = self._cam.getEventResolution()
         self.has_frames = self._cam.isFrameStreamAvailable()
@@ -234,7 +235,7 @@ class NetworkSource:
         try:
             self._reader = dv.io.NetworkReader(host, port)
         except RuntimeError as e:
-            raise InputError(f"cannot connect to {self._url}: is the server running? ({_reason(e)})") from None
+            raise SourceUnavailable(f"cannot connect to {self._url}: is the server running? ({_reason(e)})") from None
         if not self._reader.isEventStreamAvailable():
             raise InputError(f"{self._url} serves no events (it sends a different stream type); "
                              f"connect to the server's events output")

@@ -90,6 +90,37 @@ def test_reconnect_ends_at_max_seconds_while_the_source_stays_away(tmp_path):
     assert r.stdout.count("waiting for the source: ") == 1  # said once, not every second
 
 
+def test_reconnect_waits_for_a_source_that_is_not_there_yet(tmp_path):
+    """Started before its camera's server: it used to end at once with status 2."""
+    port = free_port()
+    live = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}",
+                             "--reconnect", "--max-seconds", "2", "--window-ms", "50", "--publish",
+                             f"tcp://127.0.0.1:{free_port()}", "--record", tmp_path / "live.h5"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            text=True)
+    server = None
+    try:
+        assert "waiting for the source: cannot connect" in live.stdout.readline()
+        server = subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", "30", "--rate", "20000",
+                                   "--width", "64", "--height", "48"], cwd=REPO, stdout=subprocess.PIPE)
+        out, err = live.communicate(timeout=WAIT_S)
+    finally:
+        for p in (server, live):
+            if p is not None:
+                p.kill()
+                p.wait()
+    assert live.returncode == 0, err
+    assert out.count("waiting for the source") == 0 and "live from tcp://" in out  # said once, on the first line
+    assert 30 <= _frames(tmp_path / "live.h5") <= 41  # --max-seconds 2 of the stream in 50 ms windows
+
+
+def test_reconnect_gives_up_on_a_source_that_never_comes_at_max_seconds(tmp_path):
+    r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{free_port()}", "--reconnect",
+                "--max-seconds", "2", "--publish", f"tcp://127.0.0.1:{free_port()}", timeout=60)
+    assert r.returncode == 2 and r.stdout.count("waiting for the source: cannot connect") == 1, r.stdout + r.stderr
+    assert r.stderr == "error: --max-seconds 2 passed while waiting for the source\n", r.stderr
+
+
 def _frames(path) -> int:
     """Frames of a recording being written (SWMR), 0 before it exists."""
     try:
