@@ -130,6 +130,23 @@ def test_aedat4_without_events(tmp_path):
     assert_one_line(err, "no event stream", "frames")
 
 
+def test_aedat4_colour_frames_are_read_as_opencv_writes_them(tmp_path):
+    """dv's frames are OpenCV's: a pure blue picture is (255, 0, 0) there, and its luma is blue's
+    weight (0.114), not red's (0.299)."""
+    path = tmp_path / "colour.aedat4"
+    writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.DAVISConfig("TEST_0", (32, 24)))
+    events = dv.EventStore()
+    for t in range(1000, 3000, 100):
+        events.push_back(t, 1, 2, True)
+    writer.writeEvents(events)
+    blue = np.zeros((24, 32, 3), np.uint8)
+    blue[..., 0] = 255
+    writer.writeFrame(dv.Frame(2000, blue))
+    del writer
+    refs = [item for item in Aedat4Source(path) if isinstance(item, ReferenceFrame)]
+    assert len(refs) == 1 and np.allclose(refs[0].image, 0.114, atol=1e-6)
+
+
 # --- network stream ------------------------------------------------------------------------
 
 def test_network_source_reads_until_the_server_stops(dvserver):
