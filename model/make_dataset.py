@@ -30,7 +30,7 @@ from streaming.datatypes import InputError
 
 SPLIT_SEED_BASE = {"train": 0, "test": 1_000_000}
 SEEDS_PER_SPLIT = 1_000_000
-MAX_SECONDS = 3600  # a sequence is seconds long; an hour would take days to render
+MAX_SEQUENCE_SECONDS = 3600  # a sequence is seconds long; an hour would take days to render
 MIN_SIDE = 8
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--size {args.size} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
     # NaN passes any comparison. Past the bounds, the render instants would not fit in memory, or
     # ground-truth frames would share a microsecond timestamp.
-    for flag, low, high in (("seconds", 0, MAX_SECONDS), ("gt_fps", 1, 1e6)):
+    for flag, low, high in (("seconds", 0, MAX_SEQUENCE_SECONDS), ("gt_fps", 1, 1e6)):
         if not low < getattr(args, flag) <= high:
             raise InputError(f"--{flag.replace('_', '-')} must be above {low:g} and at most {high:g}, "
                              f"got {getattr(args, flag)}")

@@ -38,7 +38,9 @@ from streaming.config import load_config, resolve_device
 from streaming.datatypes import InputError
 from streaming.exits import check_output_dir
 
-MU = 100.0  # moderate: the dark decades count without drowning the bright ones the metric weighs
+# the loss's mu-law, milder than the metric's 5000: the dark decades count without drowning the
+# bright ones the metric weighs
+LOSS_MU = 100.0
 RESUME_KEPT = ("init", "lr", "seed")  # what a resumed run keeps from its start: they shape the whole run
 
 
@@ -88,7 +90,7 @@ class ClipDataset:
 def signed_mu_law(x):
     """mu-law compression extended to negative values, so that a negative output is pulled up
     (a clamp there would give it no gradient, and a network can die at a constant)."""
-    return torch.sign(x) * torch.log1p(MU * x.abs()) / math.log1p(MU)
+    return torch.sign(x) * torch.log1p(LOSS_MU * x.abs()) / math.log1p(LOSS_MU)
 
 
 def ssim_loss(a, b, c1=1e-4, c2=9e-4):

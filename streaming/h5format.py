@@ -14,7 +14,7 @@ from streaming.datatypes import (EventPacket, InputError, ReferenceFrame, check_
                                  require_on_sensor)
 
 CHUNK_EVENTS = 1 << 20
-MAX_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
+MAX_SPAN_IN_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
@@ -53,7 +53,7 @@ class EventH5Reader:
         if self.num_events == 0:
             raise InputError(f"{path}: the file holds no events")
         self._ts_in_seconds = self._ts.dtype.kind == "f"
-        if self._ts_in_seconds and abs(float(self._ts[-1]) - float(self._ts[0])) > MAX_SECONDS:
+        if self._ts_in_seconds and abs(float(self._ts[-1]) - float(self._ts[0])) > MAX_SPAN_IN_SECONDS:
             raise InputError(f"{path}: events/ts spans {float(self._ts[-1]) - float(self._ts[0]):.3g} s; float "
                              f"timestamps are seconds in this layout (microseconds are stored as integers)")
         self.height, self.width = self._resolve_size(sensor_size)

@@ -26,7 +26,8 @@ PACKED_EVENT_TYPE = "event_camera_msgs/msg/EventPacket"
 PACKED_EVENT_MSG = ("std_msgs/Header header\nuint32 height\nuint32 width\nuint64 seq\nuint64 time_base\n"
                     "string encoding\nbool is_bigendian\nuint8[] events\n")  # the same in ROS 1 and 2
 IMAGE_TYPE = "sensor_msgs/msg/Image"
-GREY = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
+# read as grey: (channels, dtype) of each image encoding taken; colour goes to its luma
+IMAGE_ENCODINGS = {"mono8": (1, np.uint8), "mono16": (1, np.dtype("<u2")), "rgb8": (3, np.uint8), "bgr8": (3, np.uint8)}
 # One Event: uint16 x, uint16 y, time ts (sec, nanosec), bool polarity. ROS 1 packs them.
 ROS1_EVENT = np.dtype([("x", "<u2"), ("y", "<u2"), ("sec", "<u4"), ("nsec", "<u4"), ("polarity", "u1")])
 
@@ -187,10 +188,10 @@ class RosbagSource:
         with self._reader(self._path) as bag:
             for conn, _, raw in bag.messages(connections=self._images):
                 img = self._deserialize(raw, conn.msgtype)
-                if img.encoding not in GREY:
+                if img.encoding not in IMAGE_ENCODINGS:
                     raise InputError(f"{self._path}: {self.image_topic} has {img.encoding} images; "
-                                     f"{', '.join(GREY)} are read")
-                channels, dtype = GREY[img.encoding]
+                                     f"{', '.join(IMAGE_ENCODINGS)} are read")
+                channels, dtype = IMAGE_ENCODINGS[img.encoding]
                 dtype = np.dtype(dtype).newbyteorder(">" if img.is_bigendian else "<")
                 pixels = np.frombuffer(img.data, dtype).reshape(img.height, -1)[:, :img.width * channels]
                 yield (img.header.stamp.sec * 1_000_000 + img.header.stamp.nanosec // 1000,
