@@ -5,8 +5,8 @@
 The CPU kernel is always built. The CUDA kernel is built when this machine can run it
 (torch sees a GPU, and nvcc is found) or when EVENTHDR_BUILD_CUDA=1 asks for it: compiling
 CUDA takes minutes on a small machine, so a CPU-only box does not pay for it on every `make`.
-TORCH_CUDA_ARCH_LIST picks the GPU architectures as usual (without a GPU to ask, torch
-compiles for every architecture it supports: set it, e.g. "8.6;9.0", to save time).
+TORCH_CUDA_ARCH_LIST picks the GPU architectures as usual; without a GPU to ask, it defaults
+to every architecture CUDA 13 compiles for (set it, e.g. "8.6;9.0", to save time).
 """
 import os
 import shutil
@@ -41,11 +41,16 @@ import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
+ALL_ARCHS = "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX"  # CUDA 13's, from Turing on
+
+
 def _build_cuda() -> bool:
     if os.environ.get("EVENTHDR_BUILD_CUDA") == "1":
         if CUDA_HOME is None or torch.version.cuda is None:
             sys.exit("EVENTHDR_BUILD_CUDA=1 needs a CUDA toolkit (nvcc on PATH, or CUDA_HOME) "
                      "and a CUDA build of torch")
+        if not torch.cuda.is_available():  # torch would ask the GPU, and fail with an IndexError
+            os.environ.setdefault("TORCH_CUDA_ARCH_LIST", ALL_ARCHS)
         return True
     return torch.cuda.is_available() and torch.version.cuda is not None and CUDA_HOME is not None
 

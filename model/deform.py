@@ -51,6 +51,9 @@ def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
                   bias: torch.Tensor | None, mask: torch.Tensor, padding: int = 1) -> torch.Tensor:
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, offset, weight, bias, mask))
-    if not needs_grad and native.supports(x):
+    # the kernel takes one dtype and device (under autocast, offsets and masks come out in half
+    # precision beside a float32 input: the grid-sample path takes such a mix)
+    alike = all(t is None or (t.dtype == x.dtype and t.device == x.device) for t in (offset, weight, bias, mask))
+    if not needs_grad and alike and native.supports(x):
         return native.deform_conv2d(x, offset, weight, bias, padding=padding, mask=mask)
     return sampled_deform_conv2d(x, offset, weight, bias, mask, padding)

@@ -63,6 +63,9 @@ DcnGeometry dcn_geometry(const at::Tensor& input, const at::Tensor& weight,
   geo.dil_w = dil_w;
   geo.OH = (geo.H + 2 * pad_h - (dil_h * (geo.kh - 1) + 1)) / stride_h + 1;
   geo.OW = (geo.W + 2 * pad_w - (dil_w * (geo.kw - 1) + 1)) / stride_w + 1;
+  // a zero-size kernel or no channels would divide by zero below (and in the CUDA host code)
+  TORCH_CHECK(geo.kh > 0 && geo.kw > 0 && geo.C > 0, "deform_conv2d: an empty kernel (", geo.kh, "x", geo.kw,
+              ") or no input channels (", geo.C, ")");
   TORCH_CHECK(weight.size(1) == geo.C, "deform_conv2d: weight has ", weight.size(1),
               " input channels, input has ", geo.C, " (grouped weights are not supported)");
   // Sample indices into the padded image are int (see BilinearTap).

@@ -72,6 +72,8 @@ at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
   at::Tensor out = at::empty({geo.N, geo.Cout, geo.OH, geo.OW}, input.options());
 
   const int64_t plane = geo.OH * geo.OW, KC = geo.K * geo.C;
+  // the kernel indexes output pixels with int (p0 + q)
+  TORCH_CHECK(plane < (int64_t(1) << 31), "deform_conv2d (CUDA): output of ", geo.OH, "x", geo.OW, " out of range");
   const int64_t chunk = std::min(plane, std::max<int64_t>(1, kColumnBudget / KC));
   at::Tensor col = at::empty({KC, chunk}, input.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

@@ -139,6 +139,8 @@ def test_independent_of_thread_count():
     (lambda c: c.update(mask=c["mask"][:, :8]), "mask must be"),
     (lambda c: c.update(weight=c["weight"][:, :4]), "grouped weights are not supported"),
     (lambda c: c.update(input=c["input"].double()), "dtype"),
+    (lambda c: c.update(input=c["input"][:, :0], weight=c["weight"][:, :0]), "no input channels"),  # was SIGFPE
+    (lambda c: c.update(weight=c["weight"][:, :, :0]), "an empty kernel"),
 ])
 def test_rejects_bad_arguments(change, message):
     case = _case(n=1, c=6, h=5, w=5, cout=2, groups=2)
@@ -189,6 +191,9 @@ def test_network_entry_uses_native_for_inference(monkeypatch):
         assert calls == [1]
         # No CPU kernel for bfloat16: torchvision's runs it.
         deform.deform_conv2d(*(t.bfloat16() for t in _network_args()))
+        # Nor for a mix (autocast's half-precision offsets beside a float32 input): no error either
+        x, offset, weight, bias, mask = _network_args()
+        deform.deform_conv2d(x, offset.bfloat16(), weight, bias, mask.bfloat16())
     assert calls == [1]
 
 
