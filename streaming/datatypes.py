@@ -113,6 +113,15 @@ def reference_image(pixels: np.ndarray, channel_order: str = "rgb") -> np.ndarra
 
 
 @dataclass
+class ClosedWindow:
+    """A window's events and span, as the windower closes it: before the ring bins it."""
+    t_start_us: int
+    t_end_us: int
+    events: EventPacket
+    reference: ReferenceFrame | None
+
+
+@dataclass
 class VoxelWindow:
     """One window of events and its voxel grid.
 

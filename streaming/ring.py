@@ -14,8 +14,7 @@ from collections import deque
 import numpy as np
 
 from streaming.binner import voxel_into
-from streaming.datatypes import EventPacket, VoxelWindow
-from streaming.windows import ClosedWindow
+from streaming.datatypes import ClosedWindow, EventPacket, VoxelWindow
 
 OVERLOAD_POLICIES = ("merge", "drop")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.datatypes import ClosedWindow, EventPacket, InputError, ReferenceFrame
 
 POLICIES = ("ms", "events", "frames")
 NEEDS_FRAMES = "frame-aligned windows (--window frames) need intensity frames: use --window-ms or --window-events"
@@ -51,15 +51,6 @@ class WindowPolicy:
         if self.policy == "events":
             return f"{self.events} events" + (f" or {self.max_ms:g} ms" if self.max_ms else "")
         return {"ms": f"{self.ms:g} ms", "frames": "frame-aligned"}[self.policy]
-
-
-@dataclass
-class ClosedWindow:
-    """A window's events and span, before binning."""
-    t_start_us: int
-    t_end_us: int
-    events: EventPacket
-    reference: ReferenceFrame | None
 
 
 class Windower:

@@ -7,10 +7,10 @@ import pytest
 
 from streaming.config import RunConfig
 from streaming.binner import events_to_voxel
-from streaming.datatypes import EventPacket, Outputs, ReferenceFrame
+from streaming.datatypes import ClosedWindow, EventPacket, Outputs, ReferenceFrame
 from streaming.pipeline import Pipeline
 from streaming.ring import VoxelRing
-from streaming.windows import ClosedWindow, WindowPolicy
+from streaming.windows import WindowPolicy
 from tests.conftest import free_port
 
 
