@@ -192,6 +192,51 @@ def save(out: Path, args, net, optimiser, rng_state: dict, iters: int) -> None:
 
 
 def main(argv=None) -> int:
+    args = _arguments(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    check_output_dir(out, "--out")
+    files = recordings(args.data)
+    torch.manual_seed(args.seed)  # before the network is built: --seed fixes its initial weights
+    net = _network(args).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    start = resume(out, args, net, optimiser, rng, device) if (out / "last.pt").exists() else 0
+    # built after resuming, so that a resumed run may also be lengthened with a larger --iters
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
+                                                   last_epoch=start - 1)
+    data = ClipDataset(files, bins=net.model.arch["num_in_ch"] // 2)
+    data.check(args.clip, args.crop)
+    out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
+    trim_log(out / "train.log", start)
+    bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
+    t0 = time.monotonic()
+    done, rng_state = start, rng.bit_generator.state  # where the run stands after whole iterations
+    with open(out / "train.log", "a") as log:
+        try:
+            for it in bar:
+                grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
+                loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
+                schedule.step()
+                bar.set_postfix(loss=f"{loss:.4f}")
+                # flushed as written: the log shows the run as it goes, and ends where last.pt does
+                log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
+                                      "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
+                log.flush()
+                done, rng_state = it + 1, rng.bit_generator.state
+                if done % 100 == 0 or done == args.iters:
+                    save(out, args, net, optimiser, rng_state, done)
+        except KeyboardInterrupt:
+            # Saved, or up to 99 iterations would be lost. The weights may hold a step of the
+            # unfinished iteration: harmless, as the resume redoes it from its start.
+            save(out, args, net, optimiser, rng_state, done)
+            raise
+    return 0
+
+
+def _arguments(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="+", help="folders of HDF5 recordings with ground-truth frames (or files)")
     ap.add_argument("--config", help="architecture: a config name or YAML (default eventhdr_cpu; with --init: "
@@ -228,58 +273,22 @@ def main(argv=None) -> int:
         raise InputError(f"--seed {args.seed}: give a whole number from 0 to 2**64 - 1")
     if args.threads < 0:
         raise InputError(f"--threads {args.threads}: give a positive count, or 0 for torch's default")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    check_output_dir(out, "--out")
-    files = recordings(args.data)
+    return args
+
+
+def _network(args) -> EventHDRWrapper:
+    """The network to train: --config's architecture from scratch, or --init's weights (whose
+    architecture a --config given must match)."""
     cfg = load_config(args.config or "eventhdr_cpu")
     if cfg.model["type"] != "eventhdr":
         raise InputError(f"--config {args.config}: its model is {cfg.model['type']}, which has nothing to train; "
                          "give an EventHDR configuration (eventhdr_cpu, eventhdr, or a YAML with an arch)")
-    if args.init:
-        arch, state_dict = load_checkpoint(args.init)
-        if args.config and make_arch(cfg.model.get("arch")) != arch:
-            raise InputError(f"--init {args.init} holds the network {arch}, but --config {args.config} describes "
-                             f"{make_arch(cfg.model.get('arch'))}; fine-tuning keeps the checkpoint's: drop --config")
-    else:
-        arch, state_dict = make_arch(cfg.model.get("arch")), None
+    if not args.init:
+        return EventHDRWrapper(**make_arch(cfg.model.get("arch")))
+    arch, state_dict = load_checkpoint(args.init)
+    if args.config and make_arch(cfg.model.get("arch")) != arch:
+        raise InputError(f"--init {args.init} holds the network {arch}, but --config {args.config} describes "
+                         f"{make_arch(cfg.model.get('arch'))}; fine-tuning keeps the checkpoint's: drop --config")
     net = EventHDRWrapper(**arch)
-    if state_dict is not None:
-        net.load_state_dict(state_dict)
-    net.to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    rng = np.random.default_rng(args.seed)
-    torch.manual_seed(args.seed)
-    start = resume(out, args, net, optimiser, rng, device) if (out / "last.pt").exists() else 0
-    # built after resuming, so that a resumed run may also be lengthened with a larger --iters
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
-                                                   last_epoch=start - 1)
-    data = ClipDataset(files, bins=arch["num_in_ch"] // 2)
-    data.check(args.clip, args.crop)
-    out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
-    trim_log(out / "train.log", start)
-    bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
-    t0 = time.monotonic()
-    done, rng_state = start, rng.bit_generator.state  # where the run stands after whole iterations
-    with open(out / "train.log", "a") as log:
-        try:
-            for it in bar:
-                grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
-                loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
-                schedule.step()
-                bar.set_postfix(loss=f"{loss:.4f}")
-                # flushed as written: the log shows the run as it goes, and ends where last.pt does
-                log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
-                                      "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
-                log.flush()
-                done, rng_state = it + 1, rng.bit_generator.state
-                if done % 100 == 0 or done == args.iters:
-                    save(out, args, net, optimiser, rng_state, done)
-        except KeyboardInterrupt:
-            # Saved, or up to 99 iterations would be lost. The weights may hold a step of the
-            # unfinished iteration: harmless, as the resume redoes it from its start.
-            save(out, args, net, optimiser, rng_state, done)
-            raise
-    return 0
+    net.load_state_dict(state_dict)
+    return net
