@@ -39,19 +39,7 @@ def main(argv=None) -> int:
                     help="do not reconstruct: forward the camera's raw events as a DV network stream")
     args = ap.parse_args(argv)
     if args.serve_events:
-        # it forwards raw events and nothing else: a flag of the pipeline's would be silently ignored
-        ignored = ["--" + name.replace("_", "-") for name, value in vars(args).items()
-                   if name not in ("camera", "denoise", "serve_events") and value != ap.get_default(name)]
-        if ignored:
-            raise InputError(f"--serve-events only forwards the camera's events: {', '.join(ignored)} would do nothing")
-        source = open_source(args.camera, args.denoise)
-        print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
-        try:
-            n = serve_events(source, args.serve_events)
-        except KeyboardInterrupt:
-            n = None
-        print("stopped" if n is None else f"done: forwarded {n:,} events")
-        return 0
+        return _serve(args, ap)
     cfg = run_config(args)
     source = _open(args, None if args.max_seconds is None else time.monotonic() + args.max_seconds)
     if source is None:
@@ -85,6 +73,23 @@ def main(argv=None) -> int:
         if source is None:
             print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
             return 0
+
+
+def _serve(args, ap) -> int:
+    """--serve-events: the camera's raw events out as a DV network stream, nothing else."""
+    # a flag of the pipeline's would be silently ignored
+    ignored = ["--" + name.replace("_", "-") for name, value in vars(args).items()
+               if name not in ("camera", "denoise", "serve_events") and value != ap.get_default(name)]
+    if ignored:
+        raise InputError(f"--serve-events only forwards the camera's events: {', '.join(ignored)} would do nothing")
+    source = open_source(args.camera, args.denoise)
+    print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
+    try:
+        n = serve_events(source, args.serve_events)
+    except KeyboardInterrupt:
+        n = None
+    print("stopped" if n is None else f"done: forwarded {n:,} events")
+    return 0
 
 
 def _open(args, deadline: float | None):
