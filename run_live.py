@@ -9,6 +9,7 @@ network stream.
 """
 from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
 
+import signal
 import time
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from streaming.cli import common_parser, outputs, print_outputs, run_config
 from streaming.datatypes import InputError, SourceLost, SourceUnavailable
 from streaming.dvsources import open_source, serve_events
 from streaming.pipeline import Pipeline
+from streaming.publisher import Publisher
 from streaming.ring import OVERLOAD_POLICIES
+from streaming.stats import run_totals
 
 RECONNECT_EVERY_S = 1.0
 
@@ -41,6 +44,20 @@ def main(argv=None) -> int:
     if args.serve_events:
         return _serve(args, ap)
     cfg = run_config(args)
+    # One publisher for the whole run: subscribers stay connected across reconnections, and get
+    # the final stats once, at its end. Made before the source opens: a camera's events would
+    # pile up into one first window while it waits for subscribers.
+    publisher = Publisher(cfg.publish, args.wait_subscribers)
+    signal.signal(signal.SIGTERM, _interrupt)  # between connections too, the run ends as with Ctrl-C
+    sequences = []  # each connection's final stats
+    try:
+        return _connections(args, cfg, publisher, sequences)
+    finally:
+        publisher.finish(run_totals(sequences))
+
+
+def _connections(args, cfg, publisher, sequences: list) -> int:
+    """A pipeline for the source, and with --reconnect a new one each time it is lost."""
     source = _open(args, None if args.max_seconds is None else time.monotonic() + args.max_seconds)
     if source is None:
         raise InputError(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
@@ -53,7 +70,7 @@ def main(argv=None) -> int:
               flush=True)
         out = _numbered(outputs(args), attempt)
         left = args.max_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)
-        pipeline = Pipeline(source, cfg, float("inf"), out, left)
+        pipeline = Pipeline(source, cfg, float("inf"), out, left, publisher=publisher)
         if args.max_seconds is not None and deadline is None:
             deadline = time.monotonic() + args.max_seconds
         try:
@@ -62,6 +79,8 @@ def main(argv=None) -> int:
         except SourceLost as e:
             print(f"lost the source: {e}", flush=True)
             lost = True
+        finally:
+            sequences.append(pipeline.stats.snapshot())
         print(pipeline.stats.summary())  # each connection's own, a lost one's too
         print_outputs(out)
         if not lost:
@@ -73,6 +92,10 @@ def main(argv=None) -> int:
         if source is None:
             print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
             return 0
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def _serve(args, ap) -> int:

@@ -34,7 +34,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, sys
 class Pipeline:
     def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
                  max_seconds: float | None = None, model: Reconstructor | None = None,
-                 log=lambda line: print(line, flush=True)):
+                 log=lambda line: print(line, flush=True), publisher: Publisher | None = None):
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
         if cfg.window.policy == "frames" and not source.has_frames:
@@ -47,11 +47,11 @@ class Pipeline:
         self._stop = threading.Event()
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
-        if outputs.wait_subscribers > 0:
-            self.log(f"waiting for {outputs.wait_subscribers} subscriber(s) on {cfg.publish}")
         run = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
                "source": source.description}
-        self._publisher = Publisher(cfg.publish, run, outputs.wait_subscribers)
+        self._owns_publisher = publisher is None  # else the caller's, and it finishes it
+        self._publisher = publisher or Publisher(cfg.publish, outputs.wait_subscribers, log=log)
+        self._publisher.run = run
         self._recorder = FrameRecorder(outputs.record, h, w, run) if outputs.record else None
         # a tick a window where windows are of one length (30 ms: 100/3 frames/s), else 25 a second
         fps = Fraction(1000 / cfg.window.ms).limit_denominator(1000) if cfg.window.policy == "ms" else Fraction(25)
@@ -175,7 +175,8 @@ class Pipeline:
 
     def _close(self) -> None:
         """Each file is closed even if the other's close fails (the first failure is raised after),
-        and consumers wait for the final stats to end: they go out whatever failed."""
+        and consumers wait for the final stats to end: they go out whatever failed (from the
+        publisher's owner, where the pipeline was given one)."""
         failed = None
         try:
             for out in (self._recorder, self._video):
@@ -185,8 +186,8 @@ class Pipeline:
                 except Exception as e:  # noqa: BLE001  raised below, once the rest is closed
                     failed = failed or e
         finally:
-            self._publisher.stats({**self.stats.snapshot(), "final": True})
-            self._publisher.close()
+            if self._owns_publisher:
+                self._publisher.finish(self.stats.snapshot())
             self.source.close()
         if failed:
             raise failed

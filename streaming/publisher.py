@@ -14,12 +14,15 @@ SETTLE_S = 0.1  # quiet after the last handshake: the subscriptions that follow 
 
 
 class Publisher:
-    """A PUB socket (XPUB, so that it can see subscribers arrive). run: the frame headers'
-    description of the run (protocol.py)."""
+    """A PUB socket (XPUB, so that it can see subscribers arrive). `run`: the frame headers'
+    description of the run (protocol.py), set by the pipeline that publishes. One publisher may
+    outlive several pipelines (run_live.py --reconnect), so that subscribers stay connected:
+    `finish` ends it with the final stats, which tell them the run is over."""
 
-    def __init__(self, address: str, run: dict, wait_subscribers: int = 0, wait_timeout_s: float = 30.0):
+    def __init__(self, address: str, wait_subscribers: int = 0, wait_timeout_s: float = 30.0,
+                 log=lambda line: print(line, flush=True)):
         check_port(address)
-        self._run = run
+        self.run: dict = {}
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.LINGER, 1000)
@@ -34,6 +37,8 @@ class Publisher:
                 else "give an address such as tcp://127.0.0.1:5555"
             raise InputError(f"cannot publish on {address}: {e.strerror}; {hint}") from None
         self.address = address
+        if wait_subscribers > 0:
+            log(f"waiting for {wait_subscribers} subscriber(s) on {address}")
         self._wait(wait_subscribers, wait_timeout_s)
 
     def _wait(self, n: int, timeout_s: float) -> None:
@@ -69,11 +74,13 @@ class Publisher:
         self._handshakes.close(0)
 
     def frame(self, frame: Frame, preview_u8: np.ndarray) -> None:
-        self._sock.send_multipart(encode_frame(frame, self._run), copy=False)
-        self._sock.send_multipart(encode_preview(frame, preview_u8, self._run), copy=False)
+        self._sock.send_multipart(encode_frame(frame, self.run), copy=False)
+        self._sock.send_multipart(encode_preview(frame, preview_u8, self.run), copy=False)
 
     def stats(self, stats: dict) -> None:
         self._sock.send_multipart(encode_stats(stats))
 
-    def close(self) -> None:
+    def finish(self, stats: dict) -> None:
+        """The final stats (consumers end on them), then the socket closes."""
+        self.stats({**stats, "final": True})
         self._sock.close()

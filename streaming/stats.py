@@ -82,6 +82,16 @@ class RunStats:
                 f"bad events {self.outside + self.unordered}, rejected windows {self.rejected}")
 
 
+COUNTERS = ("events", "windows", "frames", "merged", "dropped", "dropped_events", "bad_events", "rejected_windows")
+
+
+def run_totals(snapshots: list[dict]) -> dict:
+    """One stats message for a run of several sequences (run_live.py --reconnect): the counters
+    summed, the rest the last sequence's (all zero where none started)."""
+    last = snapshots[-1] if snapshots else RunStats(float("inf")).snapshot()
+    return {**last, **{k: sum(s[k] for s in snapshots) for k in COUNTERS}}
+
+
 def _dropped(windows: int, events: int) -> str:
     return f"{windows} ({events:,} events)" if windows else "0"
 

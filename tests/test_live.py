@@ -30,8 +30,10 @@ def test_network_stream_is_recorded_until_the_server_stops(dvserver, tmp_path):
 
 def test_reconnect_outlives_a_stream_that_ends(tmp_path):
     """--reconnect: the stream ends (its server stops), the run waits, connects to the server
-    started again on the same port, and records a second sequence into live-2.h5."""
-    port = free_port()
+    started again on the same port, and records a second sequence into live-2.h5. A subscriber
+    stays with the run throughout: it gets both sequences' frames and ends with the run."""
+    port, address = free_port(), f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def server(seconds):
         return subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", str(seconds), "--rate", "20000",
@@ -39,10 +41,12 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
 
     first = server(1)
     assert first.stdout.readline().strip() == b"ready"
+    recorder = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "sub.h5", "--connect", address],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     live = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}",
-                             "--reconnect", "--window-ms", "50", "--publish", f"tcp://127.0.0.1:{free_port()}",
+                             "--reconnect", "--window-ms", "50", "--publish", address, "--wait-subscribers", "1",
                              "--record", tmp_path / "live.h5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, text=True)
+                            env=env, text=True)
     second = None
     try:
         first.wait(timeout=WAIT_S)
@@ -52,8 +56,9 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
             time.sleep(0.2)
         live.send_signal(signal.SIGINT)
         out, err = live.communicate(timeout=WAIT_S)
+        sub_out, sub_err = recorder.communicate(timeout=WAIT_S)
     finally:
-        for p in (first, second, live):
+        for p in (first, second, live, recorder):
             if p is not None:
                 p.kill()
                 p.wait()
@@ -61,6 +66,33 @@ def test_reconnect_outlives_a_stream_that_ends(tmp_path):
     assert "lost the source: the stream from" in out and "ended" in out
     assert out.count("done:") == 2 and "live.h5" in out and "live-2.h5" in out  # each connection's summary
     assert _frames(tmp_path / "live.h5") >= 15 and _frames(tmp_path / "live-2.h5") >= 1  # 1 s in 50 ms windows, then more
+    assert recorder.returncode == 0, sub_err
+    assert f"recorded {_frames(tmp_path / 'live.h5') + _frames(tmp_path / 'live-2.h5')} frames to" in sub_out, sub_out
+
+
+def test_waiting_for_subscribers_does_not_pile_the_cameras_events_into_one_window(dvserver, tmp_path):
+    """The source used to open before the wait: a camera's events of the whole wait came out as
+    one first window (and counted as merged), though the model never fell behind."""
+    port, _ = dvserver("--seconds", "30", "--rate", "20000", "--width", "64", "--height", "48")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    live = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}",
+                             "--window-ms", "50", "--max-seconds", "1", "--publish", address, "--wait-subscribers", "1",
+                             "--record", tmp_path / "live.h5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    try:
+        time.sleep(2)  # the camera streams on meanwhile
+        recorder = subprocess.run([sys.executable, "-m", "streaming.recorder", tmp_path / "sub.h5", "--connect", address],
+                                  cwd=REPO, env=env, capture_output=True, text=True, timeout=WAIT_S)
+        out, err = live.communicate(timeout=WAIT_S)
+    finally:
+        live.kill()
+        live.wait()
+    assert live.returncode == 0 and "merged 0," in out, out + err
+    with h5py.File(tmp_path / "live.h5", "r") as f:
+        spans = f["t_end_us"][:] - f["t_start_us"][:]
+    assert spans.max() <= 50_000 and 15 <= len(spans) <= 21  # 1 s of 50 ms windows from the first event on
+    assert recorder.returncode == 0 and f"recorded {len(spans)} frames" in recorder.stdout, recorder.stdout
 
 
 def test_a_timestamp_reset_ends_the_sequence_in_one_line(dvserver, tmp_path):
@@ -112,6 +144,32 @@ def test_reconnect_waits_for_a_source_that_is_not_there_yet(tmp_path):
     assert live.returncode == 0, err
     assert out.count("waiting for the source") == 0 and "live from tcp://" in out  # said once, on the first line
     assert 30 <= _frames(tmp_path / "live.h5") <= 41  # --max-seconds 2 of the stream in 50 ms windows
+
+
+def test_sigterm_while_waiting_for_the_source_ends_the_run_for_its_subscribers(tmp_path):
+    """SIGTERM (kill, docker stop) between connections used to kill the run silently: now it ends as
+    Ctrl-C does, and subscribers get the final stats instead of waiting for frames."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    recorder = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "sub.h5", "--connect", address],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "run_live.py", "--model", "highpass", "--camera",
+                             f"tcp://127.0.0.1:{free_port()}", "--reconnect", "--publish", address,
+                             "--wait-subscribers", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, text=True)
+    try:
+        for line in live.stdout:
+            if "waiting for the source" in line:
+                break
+        live.send_signal(signal.SIGTERM)
+        _, err = live.communicate(timeout=WAIT_S)
+        sub_out, sub_err = recorder.communicate(timeout=WAIT_S)
+    finally:
+        for p in (live, recorder):
+            p.kill()
+            p.wait()
+    assert live.returncode == 130 and err.strip() == "interrupted", err
+    assert recorder.returncode == 0 and "recorded nothing: no frame came" in sub_out, sub_out + sub_err
 
 
 def test_reconnect_gives_up_on_a_source_that_never_comes_at_max_seconds(tmp_path):
