@@ -211,11 +211,15 @@ class CameraSource:
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """'tcp://HOST:PORT' or 'HOST:PORT' -> (host, port)."""
+    """'tcp://HOST:PORT' or 'HOST:PORT' -> (IP address, port). dv takes addresses only: a host
+    name (localhost, camera-pc.local) is looked up here."""
     host, sep, port = text.removeprefix("tcp://").rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"bad address {text!r}: give HOST:PORT, e.g. tcp://127.0.0.1:7777")
-    return host, int(port)
+    try:
+        return socket.gethostbyname(host), int(port)
+    except (socket.gaierror, UnicodeError) as e:  # a name server may be back later: --reconnect waits
+        raise SourceUnavailable(f"cannot find the host {host} ({getattr(e, 'strerror', None) or e})") from None
 
 
 class NetworkSource:
@@ -229,7 +233,7 @@ class NetworkSource:
 
     def __init__(self, url: str, denoise: bool = False, end_is_lost: bool = False):
         host, port = parse_address(url)
-        self._url = f"tcp://{host}:{port}"
+        self._url = url  # as the user wrote it, a host name included
         self._end_is_lost = end_is_lost
         _load_converter()
         try:

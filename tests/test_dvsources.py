@@ -10,7 +10,7 @@ import dv_processing as dv
 import numpy as np
 import pytest
 
-from streaming.datatypes import EventPacket, InputError, ReferenceFrame
+from streaming.datatypes import EventPacket, InputError, ReferenceFrame, SourceUnavailable
 from streaming.interleave import Interleaver
 from streaming.dvsources import (Aedat4Source, CameraSource, NetworkSource, denoiser,
                                  from_event_store, open_source, serve_events, to_event_store)
@@ -191,6 +191,17 @@ def test_bad_address():
     with pytest.raises(InputError) as err:
         open_source("tcp://localhost")
     assert_one_line(err, "bad address", "HOST:PORT")
+    with pytest.raises(SourceUnavailable) as err:  # --reconnect waits for a name server
+        open_source("tcp://nosuchhost.invalid:7777")
+    assert_one_line(err, "cannot find the host nosuchhost.invalid")
+
+
+def test_a_stream_by_host_name(dvserver):
+    """dv takes IP addresses only: localhost gave 'Invalid argument'."""
+    port, _ = dvserver("--seconds", "0.5", "--rate", "20000", "--width", "64", "--height", "48")
+    src = NetworkSource(f"tcp://localhost:{port}")
+    assert src.description.startswith(f"tcp://localhost:{port} (") and len(EventPacket.concat(drain(src))) > 0
+    src.close()
 
 
 def serve_to_a_reader(source, denoise: bool = False) -> tuple[int, EventPacket]:
