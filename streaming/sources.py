@@ -61,6 +61,8 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic:
     """topic: a ROS bag's event topic (where it holds more than one camera's). The sensor size a
     file gives (a damaged header's 99999x99999, say) is checked as --sensor-size is: voxel grids
     of that size would not fit in memory."""
+    if sensor_size is not None:
+        _refuse_turned_round(path, sensor_size, topic)
     source = _open(path, sensor_size, topic)
     try:
         check_sensor_size(str(path), source.height, source.width)
@@ -68,6 +70,19 @@ def open_recording(path: str, sensor_size: tuple[int, int] | None = None, topic:
         source.close()
         raise
     return source
+
+
+def _refuse_turned_round(path: str, size: tuple[int, int], topic: str | None) -> None:
+    """--sensor-size given width first, for a file that knows its size: a slip, not a crop. A
+    replay would drop the events outside as a camera's bad ones and go on."""
+    try:
+        own = _open(path, None, topic)
+    except InputError:  # the file gives no size (or the open fails, as it will again below)
+        return
+    own.close()
+    if size != (own.height, own.width) == size[::-1]:
+        raise InputError(f"--sensor-size {size[0]}x{size[1]}: this file's sensor turned round; it is "
+                         f"{size_text(own.height, own.width)}, height first (or leave --sensor-size out)")
 
 
 def _open(path: str, sensor_size: tuple[int, int] | None, topic: str | None) -> Source:

@@ -124,3 +124,13 @@ def test_the_writer_sums_up_the_file_as_event_cnn_minimal_does(tmp_path):
         a = dict(f.attrs)
     assert (a["num_events"], a["num_pos"], a["num_neg"], a["num_imgs"]) == (len(ev), (ev.p > 0).sum(), (ev.p < 0).sum(), 10)
     assert (a["t0"], a["tk"]) == (ev.t[0] * 1e-6, ev.t[-1] * 1e-6) and a["duration"] == pytest.approx(a["tk"] - a["t0"])
+
+
+@needs_street
+@pytest.mark.parametrize("front", ["run_replay.py", "convert.py"])
+def test_a_sensor_size_given_width_first_is_refused(tmp_path, front):
+    """A replay dropped the 15% of the street's events beyond row 260 and went on, status 0."""
+    r = run_cli(front, STREET_AEDAT4, *(["--rate", "max"] if front == "run_replay.py" else [tmp_path / "o.h5"]),
+                "--sensor-size", "346x260")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "--sensor-size 346x260: this file's sensor turned round; it is HxW 260x346" in r.stderr
