@@ -68,7 +68,7 @@ def main():
         t, ref = best_of(fn, args, repeat)
         np.testing.assert_allclose(grid, ref, rtol=1e-4, atol=1e-3)  # the same grid, or the race is void
         rows.append((name, t, ref))
-    print(f"{n:,} events, {W}x{H}, {B} bins, best of {repeat}, torch threads {torch.get_num_threads()}")
+    print(f"{n:,} events, HxW {H}x{W}, {B} bins, best of {repeat}, torch threads {torch.get_num_threads()}")
     for name, t, _ in rows:
         print(f"  {name:18s} {t * 1e3:8.1f} ms  {n / t / 1e6:8.1f} Mev/s  its time / ours {t / ours:6.1f}")
 

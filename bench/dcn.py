@@ -22,7 +22,7 @@ from streaming.config import resolve_device
 from streaming.datatypes import InputError
 from streaming.exits import run_main
 
-SIZES = [(173, 130), (346, 260)]  # (width, height): half and full DAVIS346 resolution
+SIZES = [(130, 173), (260, 346)]  # (height, width): half and full DAVIS346 resolution
 CHANNELS, GROUPS = 64, 8
 
 
@@ -54,9 +54,9 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"device {device}, {torch.get_num_threads()} threads, {CHANNELS} ch, {GROUPS} groups, "
           f"3x3, median of {args.repeat}")
-    print(f"{'size':>8} {'offsets':>7} {'native ms':>10} {'tv ms':>9} {'conv ms':>8} "
+    print(f"{'HxW':>8} {'offsets':>7} {'native ms':>10} {'tv ms':>9} {'conv ms':>8} "
           f"{'tv/native':>10} {'native/conv':>12} {'max|diff|/max|ref|':>19}")
-    for w, h in SIZES:
+    for h, w in SIZES:
         x = torch.randn(1, CHANNELS, h, w, device=device)
         weight = torch.randn(CHANNELS, CHANNELS, 3, 3, device=device) * 0.05
         bias = torch.randn(CHANNELS, device=device)
@@ -79,7 +79,7 @@ def main() -> None:
                 # Measured next to the others: on a shared machine the load drifts.
                 t_conv = _median_seconds(lambda: F.conv2d(x, weight, bias, padding=1), args.repeat,
                                          device)
-                print(f"{w}x{h:<4} {kind:>7} {t_nat * 1e3:10.1f} {t_tv * 1e3:9.1f} {t_conv * 1e3:8.1f} "
+                print(f"{h}x{w:<4} {kind:>7} {t_nat * 1e3:10.1f} {t_tv * 1e3:9.1f} {t_conv * 1e3:8.1f} "
                       f"{t_tv / t_nat:9.1f}x {t_nat / t_conv:11.2f}x {rel:19.1e}")
 
 

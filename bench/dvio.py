@@ -56,7 +56,7 @@ def main():
         "denoise, dv store": per_event_ns(lambda: denoiser(W, H)(store), n),
         "denoise, via EventPacket": per_event_ns(lambda: from_event_store(denoiser(W, H)(to_event_store(ev))), n),
     }
-    print(f"dv-processing per event, {n:,} events at {W}x{H}, one thread (best of 3)")
+    print(f"dv-processing per event, {n:,} events at HxW {H}x{W}, one thread (best of 3)")
     for name, ns in rows.items():
         print(f"  {name:<26}{ns:8.1f} ns/event  ({1e3 / ns:7.1f} Mev/s)")
     print(f"from_event_store / numpy field casts: {rows['from_event_store'] / rows['numpy field casts']:.2f}")

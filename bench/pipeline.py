@@ -73,7 +73,7 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int], torch_threads:
     p50, p99 = stats.latency_ms()
     windows = stats.windows if cfg.window.policy != "ms" else round(seconds * 1000 / cfg.window.ms)
     # a reader that falls behind shows in `behind`; its events wait at the sender, which drops what does not fit
-    print(f"  live {size[1]}x{size[0]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
+    print(f"  live HxW {size[0]}x{size[1]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
           f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
           f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; "
           f"reading behind the stream by at most {stats.behind_max_s * 1e3:.0f} ms; merged {stats.merged}"

@@ -218,11 +218,12 @@ def main(argv=None) -> int:
         try:
             for it in bar:
                 grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
+                lr = schedule.get_last_lr()[0]  # this step's (after step(), the next one's)
                 loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in)
                 schedule.step()
                 bar.set_postfix(loss=f"{loss:.4f}")
                 # flushed as written: the log shows the run as it goes, and ends where last.pt does
-                log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": schedule.get_last_lr()[0],
+                log.write(json.dumps({"iter": it + 1, "loss": loss, "lr": lr,
                                       "elapsed_s": round(time.monotonic() - t0, 1)}) + "\n")
                 log.flush()
                 done, rng_state = it + 1, rng.bit_generator.state
@@ -233,6 +234,7 @@ def main(argv=None) -> int:
             # unfinished iteration: harmless, as the resume redoes it from its start.
             save(out, args, net, optimiser, rng_state, done)
             raise
+    print(f"weights: {out / 'model.pth'} (iteration {done}); to resume or lengthen: the same command")
     return 0
 
 

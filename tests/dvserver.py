@@ -34,7 +34,7 @@ class MovingEdge:
     def __init__(self, seconds: float, rate: float, width: int, height: int, reset_after: float | None = None):
         self.seconds, self.rate, self.width, self.height = seconds, rate, width, height
         self.reset_after = reset_after  # seconds, after which the stamps start again from 0: a camera's reset
-        self.description = f"dvserver moving edge {width}x{height}"
+        self.description = "dvserver moving edge"
 
     def _packets(self, t0_us: int):
         rng = np.random.default_rng(0)

@@ -44,8 +44,15 @@ def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path, device):
             "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--device", device]
     r = run_cli(*args, "--iters", "2")
     assert r.returncode == 0, r.stderr
+    assert f"weights: {tmp_path / 'run' / 'model.pth'} (iteration 2)" in r.stdout
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert [e["iter"] for e in log] == [1, 2]
+    schedule = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), 1e-3,
+                                                   total_steps=2, pct_start=0.05)
+    steps = [schedule.get_last_lr()[0]]
+    schedule.optimizer.step()
+    schedule.step()
+    assert [e["lr"] for e in log] == pytest.approx(steps + schedule.get_last_lr())  # each step's own rate
     model = load_eventhdr(str(tmp_path / "run" / "model.pth"), None, 48, 64, "cpu")  # weights trained anywhere
     assert model.net.arch == make_arch(TINY)
     assert all(p.device.type == "cpu" for p in model.net.parameters())
