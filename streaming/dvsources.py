@@ -6,8 +6,8 @@ the camera, another the GPU), and dv-processing's background-activity denoiser.
 dv-processing speaks dv.EventStore (bool polarity); the program speaks EventPacket (+1/-1).
 to_event_store / from_event_store are the only two places where one becomes the other.
 from_event_store is cheap (a few ns an event); to_event_store is not (dv's Python API takes one
-event at a time, ~0.6 µs each: bench.dvio), so what dv can do on its own stores (the denoiser, forwarding a
-live source) is done before any conversion.
+event at a time, ~0.6 µs each: bench.dvio), so what dv can do on its own stores (the denoiser,
+forwarding a live source) is done before any conversion.
 """
 from __future__ import annotations
 
@@ -153,16 +153,16 @@ class CameraSource:
         found = dv.io.camera.discover()
         if not found:  # open() on an empty list raises a bare IndexError: check first
             raise SourceUnavailable("no event camera found (discovered: none); plug in a DAVIS/DVXplorer "
-                             "or use --camera tcp://HOST:PORT")
+                                    "or use --camera tcp://HOST:PORT")
         serials = [d.serialNumber for d in found]
         if serial and serial not in serials:
             raise SourceUnavailable(f"no camera with serial {serial} (discovered: "
-                             f"{', '.join(_describe_camera(d) for d in found)}); give one of these serials")
+                                    f"{', '.join(_describe_camera(d) for d in found)}); give one of these serials")
         try:
             self._cam = dv.io.camera.open(serial or serials[0])
         except RuntimeError as e:  # typically in use by another program, or no USB permission
             raise SourceUnavailable(f"cannot open camera {serial or serials[0]}: {_reason(e)}; "
-                             f"close other programs using it and check its USB permissions") from None
+                                    f"close other programs using it and check its USB permissions") from None
         self.width, self.height = self._cam.getEventResolution()
         self.has_frames = self._cam.isFrameStreamAvailable()
         self._name = self._cam.getCameraName()

@@ -23,7 +23,8 @@ class H5Source:
         self._reader = EventH5Reader(path, sensor_size)
         self.height, self.width = self._reader.height, self._reader.width
         self.has_frames = self._reader.has_images
-        self.description = f"{Path(path).name} (HDF5, {size_text(self.height, self.width)}, {self._reader.num_events:,} events)"
+        self.description = (f"{Path(path).name} (HDF5, {size_text(self.height, self.width)}, "
+                            f"{self._reader.num_events:,} events)")
 
     def __iter__(self):
         refs = self._reader.references()
