@@ -75,10 +75,10 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
             deadline = time.monotonic() + args.max_seconds
         try:
             pipeline.run()
-            lost = False
+            lost = None
         except SourceLost as e:
             print(f"lost the source: {e}", flush=True)
-            lost = True
+            lost = e
         finally:
             sequences.append(pipeline.stats.snapshot())
         print(pipeline.stats.summary())  # each connection's own, a lost one's too
@@ -87,7 +87,8 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
             return 0
         if not args.reconnect:
             return 1
-        time.sleep(RECONNECT_EVERY_S)  # a server that has just ended its stream may still take a connection
+        if not lost.still_there:  # a server that has just ended its stream may still take a connection
+            time.sleep(RECONNECT_EVERY_S)
         source, attempt = _open(args, deadline), attempt + 1
         if source is None:
             print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")

@@ -108,7 +108,7 @@ class Sanitizer:
         keep, outside, unordered, self._last, seen = _valid_mask(ev.x, ev.y, ev.t, self.height, self.width, before)
         if seen == RESET:
             raise SourceLost(f"the event clock jumped back {(before - self._last) / 1e6:.1f} s (a camera's timestamp "
-                             "reset?); a new sequence must start (--reconnect starts one)")
+                             "reset?); a new sequence must start (--reconnect starts one)", still_there=True)
         if seen == HOLD:
             self._held = ev[len(ev) - 1:]
         if outside or unordered or seen == HOLD:

@@ -19,8 +19,12 @@ class InputError(Exception):
 
 class SourceLost(InputError):
     """A live input went away mid-run (camera unplugged), or its clock jumped back (a timestamp
-    reset). The pipeline may re-open the source; left unhandled it ends the run with one line
-    like any InputError."""
+    reset: `still_there`, the source can be reopened at once). The pipeline may re-open the
+    source; left unhandled it ends the run with one line like any InputError."""
+
+    def __init__(self, message: str, still_there: bool = False):
+        super().__init__(message)
+        self.still_there = still_there
 
 
 class SourceUnavailable(InputError):

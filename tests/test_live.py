@@ -106,6 +106,18 @@ def test_a_timestamp_reset_ends_the_sequence_in_one_line(dvserver, tmp_path):
     assert "Traceback" not in r.stderr and 15 <= _frames(tmp_path / "live.h5") <= 21  # the first second's
 
 
+def test_reconnect_after_a_timestamp_reset_reopens_at_once(dvserver, tmp_path):
+    """The source is still there after a clock reset: the second a lost server gets to come back
+    cost the new sequence a second of events."""
+    port, _ = dvserver("--seconds", "3", "--rate", "20000", "--width", "64", "--height", "48", "--wait-client",
+                       "--reset-after", "1")
+    r = run_cli("run_live.py", "--model", "highpass", "--camera", f"tcp://127.0.0.1:{port}", "--reconnect",
+                "--max-seconds", "5", "--window-ms", "50", "--publish", f"tcp://127.0.0.1:{free_port()}",
+                "--record", tmp_path / "live.h5")
+    assert r.returncode == 0 and "the event clock jumped back" in r.stdout, r.stdout + r.stderr
+    assert _frames(tmp_path / "live-2.h5") >= 36  # the 2 s after the reset in 50 ms windows; a 1 s pause left ~19
+
+
 def test_reconnect_ends_at_max_seconds_while_the_source_stays_away(tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, str(DVSERVER), str(port), "--seconds", "0.5", "--rate", "20000",
