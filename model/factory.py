@@ -34,6 +34,16 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
     return model
 
 
+def set_threads(count: int) -> None:
+    """--threads of the offline tools: 0 keeps torch's default (one per core). On a machine busy
+    with other work fewer can be much faster, as the threads wait on each other (see below)."""
+    if count < 0:
+        raise InputError(f"--threads {count}: give a positive count, or 0 for torch's default")
+    if count:
+        import torch
+        torch.set_num_threads(count)
+
+
 @functools.cache  # read once: a reconnecting run builds its model again
 def live_threads() -> int:
     """torch's threads (one per core, or OMP_NUM_THREADS) less one. They fill every core and wait

@@ -172,3 +172,22 @@ def test_a_folder_of_hdf5_files_is_evaluated(tmp_path):
     r = run_cli("evaluate.py", tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("2 sequence(s): a.hdf5, b.HDF")
+
+
+def test_threads_sets_torchs_count_and_refuses_a_negative_one(tmp_path):
+    import torch
+    from model.factory import set_threads
+    from streaming.datatypes import InputError
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(0)  # torch's default: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(InputError):
+        set_threads(-1)
+    write_moving_edge(tmp_path / "a.h5", seconds=0.3)
+    r = run_cli("evaluate.py", tmp_path / "a.h5", "--threads", "-1")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --threads -1: give a positive count, or 0 for torch's default"

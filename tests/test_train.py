@@ -11,14 +11,15 @@ import pytest
 import torch
 
 from model.eventhdr import EventHDRWrapper, make_arch
+from model.metrics import percentile_normalise
 from model.scenes import render_sequence
 from model.stream import load_eventhdr
-from model.train import ClipDataset, clip_loss
+from model.train import ClipDataset, clip_loss, protocol_normalise
 from tests.conftest import REPO, TINY, run_cli
 
 
-
-def test_a_short_training_run_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("protocol", [0.0, 2.0])
+def test_a_short_training_run_lowers_the_loss(tmp_path, protocol):
     render_sequence(tmp_path / "s.h5", seed=5, height=64, width=80, seconds=0.8)
     data = ClipDataset([tmp_path / "s.h5"])
     grids, truth = data.sample(np.random.default_rng(0), batch=2, clip=8, crop=48)
@@ -26,12 +27,25 @@ def test_a_short_training_run_lowers_the_loss(tmp_path):
     net = EventHDRWrapper(**make_arch(TINY))
     optimiser = torch.optim.Adam(net.parameters(), 3e-3)
     with torch.no_grad():
-        before = clip_loss(net, grids, truth, tbptt=4, burn_in=2)
+        before = clip_loss(net, grids, truth, tbptt=4, burn_in=2, protocol=protocol)
     for _ in range(30):
-        clip_loss(net, grids, truth, tbptt=4, optimiser=optimiser, burn_in=2)
+        clip_loss(net, grids, truth, tbptt=4, optimiser=optimiser, burn_in=2, protocol=protocol)
     with torch.no_grad():
-        after = clip_loss(net, grids, truth, tbptt=4, burn_in=2)
+        after = clip_loss(net, grids, truth, tbptt=4, burn_in=2, protocol=protocol)
     assert after < 0.8 * before
+
+
+def test_the_protocol_term_maps_each_crop_as_the_evaluation_maps_a_sequence():
+    rng = torch.Generator().manual_seed(0)
+    crops = torch.rand(3, 1, 20, 20, dtype=torch.float64, generator=rng) ** 4 * torch.tensor([1.0, 30.0, 0.01]).view(3, 1, 1, 1)
+    mapped = protocol_normalise(crops)
+    for crop, m in zip(crops, mapped):
+        assert np.allclose(m.numpy(), percentile_normalise(crop.numpy()), atol=1e-6)
+    # blind to scale and offset, up to the 1e-5 that the metric too adds to a range (0.01 in the third crop)
+    assert torch.allclose(protocol_normalise(crops * 7 + 2), mapped, atol=2e-3)
+    crops.requires_grad_(True)
+    protocol_normalise(crops).sum().backward()
+    assert crops.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -42,9 +56,11 @@ def test_train_cli_writes_a_loadable_model_and_resumes(tmp_path, device):
     (tmp_path / "tiny.yaml").write_text("model:\n  type: eventhdr\n  arch: " + json.dumps(TINY) + "\n")
     args = ["train.py", tmp_path / "data", "--config", tmp_path / "tiny.yaml", "--out", tmp_path / "run",
             "--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--device", device]
-    r = run_cli(*args, "--iters", "2")
+    r = run_cli(*args, "--iters", "2", "--snapshots")
     assert r.returncode == 0, r.stderr
     assert f"weights: {tmp_path / 'run' / 'model.pth'} (iteration 2)" in r.stdout
+    snapshot = tmp_path / "run" / "model_000002.pth"
+    assert snapshot.read_bytes() == (tmp_path / "run" / "model.pth").read_bytes()
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert [e["iter"] for e in log] == [1, 2]
     schedule = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), 1e-3,
@@ -103,6 +119,7 @@ def short_clip(tmp_path_factory):
     (["--init", "weights/eventhdr_cpu.pth", "--config", "eventhdr"], "fine-tuning keeps the checkpoint's"),
     (["--config", "highpass"], "which has nothing to train"),
     (["--seed", "-1"], "--seed -1: give a whole number"),
+    (["--protocol-loss", "-1"], "--protocol-loss -1.0: give a weight of 0"),
 ])
 def test_train_cli_bad_settings_give_one_line(short_clip, tmp_path, flags, message):
     r = run_cli("train.py", short_clip, "--out", tmp_path / "run", "--clip", "4", "--iters", "1", *flags)
@@ -136,6 +153,7 @@ def test_a_resume_that_cannot_continue_the_run_is_one_line(short_clip, tmp_path)
         ([], f"was started with --config {tiny}, whose network differs"),
         (["--config", tiny, "--lr", "0.01"], "was started with --lr 0.001;"),
         (["--init", "weights/eventhdr_cpu.pth"], "was started with no --init;"),
+        (["--config", tiny, "--protocol-loss", "2"], "was started with --protocol-loss 0.0;"),
     ]:
         r = run_cli(*run, *flags)
         assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'run'} {message}"), r.stderr
