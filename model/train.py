@@ -281,7 +281,7 @@ def _arguments(argv) -> argparse.Namespace:
                          "evaluation's scale) or of the crop (learns structure sooner, but lights up dark regions)")
     ap.add_argument("--protocol-loss", type=float, default=0.0, metavar="WEIGHT",
                     help="weight of a squared-error term on each crop mapped to [0, 1] by its own 1st/99th percentiles, "
-                         "as the evaluation maps each sequence (default 0: off; our weights' last stage: 2)")
+                         "as the evaluation maps each sequence (default 0: off; weights/README.md has runs with 2 and 4)")
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="peak learning rate of the one-cycle schedule (default 1e-3)")
     ap.add_argument("--seed", type=int, default=0, help="of the initial weights and the clips drawn (default 0)")

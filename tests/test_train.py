@@ -37,7 +37,8 @@ def test_a_short_training_run_lowers_the_loss(tmp_path, protocol):
 
 def test_the_protocol_term_maps_each_crop_as_the_evaluation_maps_a_sequence():
     rng = torch.Generator().manual_seed(0)
-    crops = torch.rand(3, 1, 20, 20, dtype=torch.float64, generator=rng) ** 4 * torch.tensor([1.0, 30.0, 0.01]).view(3, 1, 1, 1)
+    ranges = torch.tensor([1.0, 30.0, 0.01]).view(3, 1, 1, 1)
+    crops = torch.rand(3, 1, 20, 20, dtype=torch.float64, generator=rng) ** 4 * ranges
     mapped = protocol_normalise(crops)
     for crop, m in zip(crops, mapped):
         assert np.allclose(m.numpy(), percentile_normalise(crop.numpy()), atol=1e-6)
