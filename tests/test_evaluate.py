@@ -3,9 +3,12 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+import torch
 
+from model.factory import set_threads
 from model.tonemap import CausalToneMapper, official_postprocess
 from model.metrics import MAX_PSNR_DB, mu_law, percentile_normalise, psnr, sequence_metrics, ssim
+from streaming.datatypes import InputError
 from streaming.h5format import EventH5Writer
 from tests.conftest import REPO, run_cli, write_moving_edge
 
@@ -175,9 +178,6 @@ def test_a_folder_of_hdf5_files_is_evaluated(tmp_path):
 
 
 def test_threads_sets_torchs_count_and_refuses_a_negative_one(tmp_path):
-    import torch
-    from model.factory import set_threads
-    from streaming.datatypes import InputError
     before = torch.get_num_threads()
     try:
         set_threads(1)
