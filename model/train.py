@@ -10,14 +10,14 @@ and the first `--burn-in` outputs are not scored. Targets are divided by the 99t
 percentile of their clip's whole frames (or of the crop: `--target-scale crop`). Loss per
 output: L1 on linear values + L1 after mu-law compression (so that the dark decades count)
 + a structural term (1 - SSIM); plus temporal consistency (the change between consecutive
-outputs should match the ground truth's); with --protocol-loss, the evaluation's own squared
-error too. Re-running the same command resumes; a larger --iters lengthens the run.
+outputs should match the ground truth's); with --protocol-loss and --protocol-ssim, the
+evaluation's own squared error and SSIM too. Re-running the same command resumes; a larger --iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
 `model.pth` (the weights alone, as the pipeline loads them), and `train.log`. Both are also
 written when the run is interrupted (Ctrl-C), so that a resume loses nothing; --snapshots keeps
-each save's weights as well. A resume keeps the run's network, --init, --lr, --seed and
---protocol-loss: giving others is refused.
+each save's weights as well. A resume keeps the run's network, --init, --lr, --seed,
+--protocol-loss and --protocol-ssim: giving others is refused.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from streaming.exits import check_output_dir
 # bright ones the metric weighs
 LOSS_MU = 100.0
 # what a resumed run keeps from its start: they shape the whole run
-RESUME_KEPT = ("init", "lr", "seed", "protocol_loss")
+RESUME_KEPT = ("init", "lr", "seed", "protocol_loss", "protocol_ssim")
 
 
 class ClipDataset:
@@ -114,23 +114,27 @@ def protocol_normalise(x):
     return ((x - q[0]) / (q[1] - q[0] + 1e-5)).clamp(0, 1)
 
 
-def frame_loss(out, target, protocol: float = 0.0):
+def frame_loss(out, target, protocol: tuple[float, float] = (0.0, 0.0)):
     """L1 on linear values, L1 after mu-law compression, and a structural term. The structure
     is compared at each crop's own scale: at the frames' scale a crop of a dark region is
     near zero, SSIM's constants swamp its texture, and a blank output costs nothing there.
-    protocol: the weight of the evaluation's own error (squared, after its normalisation),
-    which the other terms miss: trained on them alone, our weights' outputs, mapped by their
-    own percentiles as the evaluation maps them, came out too bright (halved after the
-    mapping, they scored 0.25 dB more PSNR on held-out scenes)."""
+    protocol: the weights of the evaluation's own squared error and 1 - SSIM (after its
+    normalisation), which the other terms miss: trained on them alone, our weights' outputs,
+    mapped by their own percentiles as the evaluation maps them, came out too bright (halved
+    after the mapping, they scored 0.25 dB more PSNR on held-out scenes). The structural term
+    above does not map the output by its own percentiles, so it cannot stand in for the second."""
     crop_scale = torch.quantile(target.flatten(1), 0.99, dim=1).clamp(min=1e-3).view(-1, 1, 1, 1)
     loss = F.l1_loss(out, target) + F.l1_loss(signed_mu_law(out), signed_mu_law(target)) \
         + 0.5 * ssim_loss(out / crop_scale, target / crop_scale)
-    if protocol:
-        loss = loss + protocol * F.mse_loss(protocol_normalise(out), protocol_normalise(target))
+    if any(protocol):
+        mapped_out, mapped_target = protocol_normalise(out), protocol_normalise(target)
+        loss = loss + protocol[0] * F.mse_loss(mapped_out, mapped_target) \
+            + protocol[1] * ssim_loss(mapped_out, mapped_target)
     return loss
 
 
-def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0, protocol: float = 0.0):
+def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0,
+              protocol: tuple[float, float] = (0.0, 0.0)):
     """Run a clip through the recurrent network, one optimiser step every `tbptt` outputs with
     the state carried on, detached (truncated back-propagation through time). Within a
     chunk each window's features are computed once, as the streaming wrapper does. The first
@@ -242,7 +246,7 @@ def main(argv=None) -> int:
                 grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
                 lr = schedule.get_last_lr()[0]  # this step's (after step(), the next one's)
                 loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in,
-                                 args.protocol_loss)
+                                 (args.protocol_loss, args.protocol_ssim))
                 schedule.step()
                 bar.set_postfix(loss=f"{loss:.4f}")
                 # flushed as written: the log shows the run as it goes, and ends where last.pt does
@@ -282,6 +286,8 @@ def _arguments(argv) -> argparse.Namespace:
     ap.add_argument("--protocol-loss", type=float, default=0.0, metavar="WEIGHT",
                     help="weight of a squared-error term on each crop mapped to [0, 1] by its own 1st/99th percentiles, "
                          "as the evaluation maps each sequence (default 0: off; weights/README.md has runs with 2 and 4)")
+    ap.add_argument("--protocol-ssim", type=float, default=0.0, metavar="WEIGHT",
+                    help="weight of 1 - SSIM on each crop mapped as --protocol-loss maps it (default 0: off)")
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="peak learning rate of the one-cycle schedule (default 1e-3)")
     ap.add_argument("--seed", type=int, default=0, help="of the initial weights and the clips drawn (default 0)")
@@ -296,8 +302,9 @@ def _arguments(argv) -> argparse.Namespace:
     for flag in ("iters", "batch", "clip", "tbptt", "crop", "lr"):
         if not 0 < getattr(args, flag) < math.inf:
             raise InputError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    if not 0 <= args.protocol_loss < math.inf:
-        raise InputError(f"--protocol-loss {args.protocol_loss}: give a weight of 0 (off) or more")
+    for flag in ("protocol_loss", "protocol_ssim"):
+        if not 0 <= getattr(args, flag) < math.inf:
+            raise InputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: give a weight of 0 (off) or more")
     if args.crop % 16:
         raise InputError(f"--crop {args.crop}: must be a multiple of 16")
     if not 0 <= args.burn_in < args.clip:

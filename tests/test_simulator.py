@@ -257,15 +257,21 @@ def test_make_dataset_bad_outputs_are_one_line(tmp_path):
 def test_ctrl_c_leaves_only_complete_sequences(tmp_path):
     """Each sequence is written under a temporary name and renamed when complete: an interrupted
     run leaves no file that looks like a recording and is not one."""
-    p = subprocess.Popen([sys.executable, "-m", "model.make_dataset", tmp_path, "--split", "test", "--count", "3",
+    # more sequences than it can render before the signal, however loaded the machine
+    p = subprocess.Popen([sys.executable, "-m", "model.make_dataset", tmp_path, "--split", "test", "--count", "50",
                           "--seconds", "2", "--size", "32x40"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (tmp_path / "seq_0001.h5.partial").exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180
+    while not (tmp_path / "seq_0000.h5").exists() and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    p.send_signal(signal.SIGINT)  # while the second sequence renders
-    err = p.communicate(timeout=60)[1]
+    if p.poll() is not None or not (tmp_path / "seq_0000.h5").exists():
+        p.kill()
+        pytest.fail(f"no first sequence while it ran: {p.communicate()[1]}")
+    p.send_signal(signal.SIGINT)  # while a later sequence renders
+    err = p.communicate(timeout=120)[1]
     assert p.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err, err
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["seq_0000.h5"]
-    with h5py.File(tmp_path / "seq_0000.h5", "r") as f:
-        assert f.attrs["num_imgs"] == len(f["images"]) == 51 and f.attrs["seed"] == 1_000_000
+    names = sorted(f.name for f in tmp_path.iterdir())
+    assert names == [f"seq_{i:04d}.h5" for i in range(len(names))] and len(names) < 50, names
+    for i, name in enumerate(names):
+        with h5py.File(tmp_path / name, "r") as f:
+            assert f.attrs["num_imgs"] == len(f["images"]) == 51 and f.attrs["seed"] == 1_000_000 + i
