@@ -1,6 +1,6 @@
 """The replay pipeline end to end on the demo recording.
 
-    python -m bench.pipeline [--config default] [--file RECORDING]
+    python -m bench.pipeline [--config highpass] [--file RECORDING]
 
 1. Replay at `max` through the whole pipeline (binner, ring, model, publisher): events/s in,
    frames/s out, latency percentiles; and the model alone on the same windows, so the
@@ -83,7 +83,9 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int], torch_threads:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=None)
+    ap.add_argument("--config", default="highpass",
+                    help="the pipeline's configuration (default highpass: the README's rows measure the pipeline "
+                         "around the cheapest model)")
     ap.add_argument("--file", help="a recording, any format run_replay.py reads (default: the demo recording)")
     ap.add_argument("--sensor-size", metavar="HxW", help=SENSOR_SIZE_HELP)
     ap.add_argument("--topic", help=TOPIC_HELP)

@@ -28,7 +28,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     m = ap.add_argument_group("model")
     m.add_argument("--config", metavar="NAME|PATH",
-                   help="a configuration from configs/ (e.g. eventhdr_cpu) or a YAML file; default: configs/default.yaml")
+                   help="a configuration from configs/ (e.g. highpass) or a YAML file (default: eventhdr_cpu, "
+                        "our trained network)")
     m.add_argument("--model", metavar="highpass|CKPT",
                    help="override the config's model: 'highpass' (the classical filter) or a checkpoint "
                         "(the official EventHDR .pth or one of ours)")

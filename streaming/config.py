@@ -13,7 +13,7 @@ from streaming.ring import OVERLOAD_POLICIES
 from streaming.windows import WindowPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+DEFAULT_CONFIG = CONFIG_DIR / "eventhdr_cpu.yaml"  # our trained network (weights/README.md)
 
 
 @dataclass

@@ -112,7 +112,7 @@ def test_events_before_the_first_time_word_are_skipped(tmp_path):
 
 
 def test_replay_of_a_raw_file(tmp_path):
-    r = run_cli("run_replay.py", EVT3, "--rate", "max", "--record", tmp_path / "out.h5",
+    r = run_cli("run_replay.py", EVT3, "--model", "highpass", "--rate", "max", "--record", tmp_path / "out.h5",
                 "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert r.returncode == 0, r.stderr
     assert "Prophesee EVT3, HxW 720x1280" in r.stdout

@@ -336,7 +336,8 @@ def test_a_recording_ending_on_a_far_off_timestamp_counts_it(tmp_path):
         f["events/ts"], f["events/xs"], f["events/ys"] = t, np.zeros(1001, np.int16), np.zeros(1001, np.int16)
         f["events/ps"] = np.ones(1001, bool)
         f.attrs["sensor_resolution"] = (4, 4)
-    r = run_cli("run_replay.py", tmp_path / "g.h5", "--rate", "max", "--publish", f"tcp://127.0.0.1:{free_port()}")
+    r = run_cli("run_replay.py", tmp_path / "g.h5", "--model", "highpass", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert r.returncode == 0 and "done: 1,000 events" in r.stdout and "bad events 1," in r.stdout, r.stdout + r.stderr
 
 

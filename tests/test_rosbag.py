@@ -217,7 +217,8 @@ def test_packets_of_another_encoding_give_one_clear_line(tmp_path):
 @pytest.mark.parametrize("ros", [1, 2])
 def test_replay_convert_and_evaluate(street_bag, street_ros2_bag, tmp_path, ros):
     bag = street_bag if ros == 1 else street_ros2_bag
-    r = run_cli("run_replay.py", bag, "--rate", "max", "--window", "frames", "--publish", "tcp://127.0.0.1:*")
+    r = run_cli("run_replay.py", bag, "--model", "highpass", "--rate", "max", "--window", "frames",
+                "--publish", "tcp://127.0.0.1:*")
     assert r.returncode == 0, r.stderr
     assert f"ROS {ros} bag, /dvs/events, HxW 260x346, frames from /dvs/image_raw" in r.stdout
     assert "59 windows, 59 frames" in r.stdout

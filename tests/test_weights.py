@@ -1,5 +1,5 @@
-"""The shipped weights (configs/eventhdr_cpu.yaml): they load safely and reconstruct a held-out
-simulated scene better than the high-pass filter, and better than a blank frame does."""
+"""The shipped weights (configs/eventhdr_cpu.yaml, the default): they load safely and reconstruct a
+held-out simulated scene better than the high-pass filter, and better than a blank frame does."""
 import torch
 
 from model.evaluate import evaluate_file
@@ -12,12 +12,12 @@ from streaming.config import load_config
 def test_shipped_weights_beat_the_high_pass_filter(tmp_path):
     seed = sequence_seed("test", 100)  # a held-out scene, never trained on
     render_sequence(tmp_path / "s.h5", seed, height=96, width=128, seconds=2.0, sim_config=random_sim_config(seed))
-    model = load_config("eventhdr_cpu").model
-    assert model["weights"].endswith("weights/eventhdr_cpu.pth")
+    model = load_config().model  # the default, which run_replay.py, run_live.py and make demo run
+    assert model == load_config("eventhdr_cpu").model and model["weights"].endswith("weights/eventhdr_cpu.pth")
     s = evaluate_file(tmp_path / "s.h5", {"highpass": {"type": "highpass"}, "ours": model})
-    # measured: 12.0 dB / 0.40 against the filter's 10.2 dB / 0.16 and a blank frame's 11.3 dB / 0.54
-    # (13.8 / 0.45 against 10.4 / 0.16 before objects hid the sun: weights/README.md)
-    assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 1.5 and s["ours"]["ssim"] > s["highpass"]["ssim"] + 0.2
+    # measured: 14.1 dB / 0.40 against the filter's 10.2 dB / 0.16 and a blank frame's 11.3 dB / 0.54;
+    # asserted: the issue's margins over the filter, which the held-out test set shows (weights/README.md)
+    assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 3 and s["ours"]["ssim"] > s["highpass"]["ssim"] + 0.1
     assert s["ours"]["psnr"] > s["blank"]["psnr"] and s["ours"]["mu_psnr"] > s["blank"]["mu_psnr"] + 1
 
 

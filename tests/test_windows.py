@@ -166,8 +166,8 @@ def test_frame_aligned_windows_keep_every_frame_where_events_are_dropped(tmp_pat
     events), and each window still ends at its own image. The sources' event_idx counted the
     dropped events too: read as is, 33 of the 59 windows came, each later than its image."""
     out = tmp_path / "frames.h5"
-    r = run_cli("run_replay.py", STREET_AEDAT4, "--rate", "max", "--window", "frames", "--sensor-size", "200x300",
-                "--record", out, "--publish", f"tcp://127.0.0.1:{free_port()}")
+    r = run_cli("run_replay.py", STREET_AEDAT4, "--model", "highpass", "--rate", "max", "--window", "frames",
+                "--sensor-size", "200x300", "--record", out, "--publish", f"tcp://127.0.0.1:{free_port()}")
     assert r.returncode == 0 and "bad events 34859" in r.stdout, r.stderr
     source = Aedat4Source(STREET_AEDAT4)
     images = [item.t_us for item in source if isinstance(item, ReferenceFrame)]
