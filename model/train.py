@@ -11,7 +11,8 @@ percentile of their clip's whole frames (or of the crop: `--target-scale crop`).
 output: L1 on linear values + L1 after mu-law compression (so that the dark decades count)
 + a structural term (1 - SSIM); plus temporal consistency (the change between consecutive
 outputs should match the ground truth's); with --protocol-loss and --protocol-ssim, the
-evaluation's own squared error and SSIM too. Re-running the same command resumes; a larger --iters lengthens the run.
+evaluation's own squared error and SSIM too. Re-running the same command resumes; a larger
+--iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
 `model.pth` (the weights alone, as the pipeline loads them), and `train.log`. Both are also
