@@ -55,6 +55,8 @@ def load_config(name: str | None = None) -> RunConfig:
         if cfg.model.get("weights"):  # weights paths are relative to the repository
             w = Path(cfg.model["weights"])
             cfg.model["weights"] = str(w if w.is_absolute() else CONFIG_DIR.parent / w)
+    elif path != DEFAULT_CONFIG:
+        cfg.model = load_config().model  # a config that names no model gets the default's, as no --config does
     try:
         cfg.window = WindowPolicy(**raw.get("window", {}))
     except TypeError as e:

@@ -25,6 +25,12 @@ def test_shipped_weights_beat_the_high_pass_filter(tmp_path):
     assert s["ours"]["psnr"] > s["blank"]["psnr"] and s["ours"]["mu_psnr"] > s["blank"]["mu_psnr"] + 1
 
 
+def test_a_config_that_names_no_model_gets_them(tmp_path):
+    (tmp_path / "c.yaml").write_text("window: {policy: ms, ms: 40}\n")
+    cfg = load_config(str(tmp_path / "c.yaml"))
+    assert cfg.model == load_config("eventhdr_cpu").model and cfg.window.ms == 40
+
+
 def test_a_replay_given_no_model_runs_them(tmp_path):
     render_sequence(tmp_path / "s.h5", seed=7, height=48, width=64, seconds=0.3)
     r = run_cli("run_replay.py", tmp_path / "s.h5", "--rate", "max", "--record", tmp_path / "out.h5",
