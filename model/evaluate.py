@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.factory import make_reconstructor, set_threads
+from model.factory import THREADS_HELP, make_reconstructor, set_threads
 from model.metrics import sequence_metrics
 from streaming.config import load_config, model_from_flag, resolve_device
 from streaming.datatypes import InputError
@@ -141,8 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="also write the table (markdown) to this file")
     ap.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
                     help="where the networks run (default auto: the first CUDA GPU torch sees, else the CPU)")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="torch threads (0: torch's default, one per core; on a busy machine 1 can be faster)")
+    ap.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     args = ap.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)  # a missing GPU is one line before any work, not a half-drawn bar

@@ -34,6 +34,9 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
     return model
 
 
+THREADS_HELP = "torch threads (0: torch's default, one per core; on a busy machine 1 can be faster)"
+
+
 def set_threads(count: int) -> None:
     """--threads of the offline tools: 0 keeps torch's default (one per core). On a machine busy
     with other work fewer can be much faster, as the threads wait on each other (see below)."""
