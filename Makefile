@@ -7,7 +7,7 @@ VENV_STAMP := .venv/.installed
 NATIVE_STAMP := build/.native-built
 NATIVE_SRC := setup.py $(wildcard native/*.h native/*.cpp native/*.cu)
 
-.PHONY: demo test setup native clean
+.PHONY: demo test setup native clean data photos
 
 setup: $(VENV_STAMP) $(NATIVE_STAMP)
 
@@ -34,3 +34,20 @@ test: setup
 
 clean:
 	rm -rf .venv build out data/demo.h5 native/_C*.so  # data/ may hold training data: only the demo's
+
+# The training data of our weights (weights/README.md): 264 simulated scenes of 2 s at 128x160
+# (seqs 0176-0183 held out for validation), and the 8 held-out HDR test scenes of 3 s at 180x240.
+# Rendering takes about 20 minutes on one core.
+DATA := data/v5
+
+data: setup photos
+	$(PY) -m model.make_dataset $(DATA)/all --split train --count 264 --seconds 2 --size 128x160 --style mix
+	$(PY) -m model.make_dataset $(DATA)/test --split test --count 8 --seconds 3 --size 180x240
+
+# Photographs for the scenes' textures: Debian's wallpaper packages (model.scenes.PHOTO_PACKAGES).
+# Without them the scenes draw from scikit-image's 16 samples only, and a seed gives another scene.
+photos:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	  apt-get install -y --no-install-recommends mate-backgrounds plasma-workspace-wallpapers > /dev/null \
+	  || { apt-get update > /dev/null && apt-get install -y --no-install-recommends mate-backgrounds plasma-workspace-wallpapers > /dev/null; }; \
+	else echo "warning: install the Debian packages mate-backgrounds and plasma-workspace-wallpapers (as root) for the scenes' photographs"; fi

@@ -13,7 +13,7 @@ import signal
 import time
 from pathlib import Path
 
-from streaming.cli import common_parser, outputs, print_outputs, run_config
+from streaming.cli import common_parser, describe_model, outputs, print_outputs, run_config
 from streaming.datatypes import InputError, SourceLost, SourceUnavailable
 from streaming.dvsources import open_source, serve_events
 from streaming.pipeline import Pipeline
@@ -66,7 +66,7 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
     deadline, attempt = None, 1
     while True:
         print(f"live from {source.description}, {cfg.window.describe()} windows, "
-              f"model {cfg.model['type']} on {cfg.device}, overload {cfg.overload}; publishing on {cfg.publish}",
+              f"{describe_model(cfg)}, overload {cfg.overload}; publishing on {cfg.publish}",
               flush=True)
         out = _numbered(outputs(args), attempt)
         left = args.max_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)

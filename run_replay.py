@@ -3,8 +3,8 @@
 through the reconstruction pipeline."""
 from streaming.exits import run_main, same_file  # first: it makes a Ctrl-C during the imports quiet
 
-from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, outputs, parse_size,
-                           print_outputs, run_config)
+from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, describe_model, outputs,
+                           parse_size, print_outputs, run_config)
 from streaming.datatypes import InputError
 from streaming.pipeline import Pipeline
 from streaming.sources import open_recording, parse_rate
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
         raise InputError(f"--record {args.record}: that is the recording being replayed")
     source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
-          f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)
+          f"{describe_model(cfg)}; publishing on {cfg.publish}", flush=True)
     stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()
     print(stats.summary())
     print_outputs(outputs(args))

@@ -77,7 +77,7 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int], torch_threads:
           f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
           f"{seconds:g} s stream (start-up included); latency p50 {p50:.1f} ms p99 {p99:.1f} ms; "
           f"reading behind the stream by at most {stats.behind_max_s * 1e3:.0f} ms; merged {stats.merged}"
-          + (f"; torch threads {torch.get_num_threads()}" if cfg.model["type"] == "eventhdr" else ""))
+          + (f"; torch threads {torch.get_num_threads()}" if cfg.model["type"] != "highpass" else ""))
     return stats.frames
 
 
@@ -128,7 +128,7 @@ def main():
     duration = (t_last - t_first) * 1e-6
     print(f"  pacing at 1x:  {last - first:.3f} s wall for {duration:.3f} s of events: ratio {(last - first) / duration:.4f}")
 
-    cpu_network = cfg.model["type"] == "eventhdr" and resolve_device(cfg.device) == "cpu"
+    cpu_network = cfg.model["type"] != "highpass" and resolve_device(cfg.device) == "cpu"
     for rate in args.live_rates:
         frames = live(cfg, rate, args.live_seconds, args.live_size)
         if cpu_network:

@@ -1,4 +1,4 @@
-"""Checkpoints: the official EventHDR file as it is on users' disks, and ours.
+"""Checkpoints: the official EventHDR file as it is on users' disks, and ours (either network).
 
 Official: torch.save({"state_dict": {"model.…": tensor}, "config": parse_config.ConfigParser, "arch",
 "epoch", "optimizer", "monitor_best"}), maybe saved from DataParallel (a `module.` in the keys), maybe
@@ -8,8 +8,10 @@ a short allow-list: the config class becomes a plain local stand-in that only re
 attributes, nothing outside the list is ever resolved or called.
 
 Ours: {"state_dict": same keys, "config": a JSON string {"arch": ..., **extra}}; weights_only as is.
+Of our LiveHDR network (model.livehdr), the keys are `model.` and the network's own names.
 
-Both kinds: the architecture is read from the tensors' shapes, never from the config.
+All kinds: the network and its architecture are read from the tensors' names and shapes, never
+from the config.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.eventhdr import EventHDRWrapper, make_arch
+from model.networks import NETWORKS, build_network
 from streaming.datatypes import InputError
 
 
@@ -91,6 +93,11 @@ def _strip_module(key: str) -> str:
     return ".".join(part for part in key.split(".") if part != "module")
 
 
+def family_of(sd: dict) -> str:
+    """Which of our networks the tensors (keys `model.*`) are for."""
+    return "livehdr" if "model.encode1.weight" in sd else "eventhdr"
+
+
 def arch_from_state_dict(sd: dict) -> dict:
     """The hyper-parameters, from the shapes and names of the tensors (keys `model.*`)."""
     def shape(name: str) -> torch.Size:
@@ -102,6 +109,10 @@ def arch_from_state_dict(sd: dict) -> dict:
     def count(prefix: str) -> int:
         return len({k.split(".")[2] for k in sd if k.startswith(f"model.{prefix}.")})
 
+    if family_of(sd) == "livehdr":
+        feat, cin = shape("encode1.weight")[:2]
+        return {"bins": (cin - 1) // 2, "feat": feat, "groups": shape("align.conv_offset.weight")[0] // 27,
+                "blocks": count("decode")}
     nf, nin = shape("conv_first.weight")[:2]
     return {"num_in_ch": nin, "num_feat": nf,
             "num_frame": shape("fusion.feat_fusion.weight")[1] // nf,
@@ -111,9 +122,9 @@ def arch_from_state_dict(sd: dict) -> dict:
             "num_out_ch": shape("conv_last.weight")[0]}
 
 
-def _check_fits(sd: dict, arch: dict, path: Path) -> None:
+def _check_fits(sd: dict, family: str, arch: dict, path: Path) -> None:
     with torch.device("meta"):  # the names and shapes only: nothing allocated
-        expected = {k: v.shape for k, v in EventHDRWrapper(**arch).state_dict().items()}
+        expected = {k: v.shape for k, v in _model_keys(build_network(family, arch).state_dict()).items()}
     got = {k: v.shape for k, v in sd.items()}
     if got == expected:
         return
@@ -122,11 +133,17 @@ def _check_fits(sd: dict, arch: dict, path: Path) -> None:
                 "wrong shape": sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])}
     detail = "; ".join(f"{what} {len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                        for what, keys in problems.items() if keys)
-    raise InputError(f"checkpoint {path}: tensors do not fit the EventHDR network {arch}: {detail}")
+    name = "EventHDR" if family == "eventhdr" else "LiveHDR"
+    raise InputError(f"checkpoint {path}: tensors do not fit the {name} network {arch}: {detail}")
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(arch, state_dict with `model.*` keys) of an official checkpoint or one of ours."""
+def _model_keys(sd: dict) -> dict:
+    """A network's state_dict with every key under `model.`, as checkpoints hold them."""
+    return {k if k.startswith("model.") else f"model.{k}": v for k, v in sd.items()}
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[str, dict, dict]:
+    """(family, arch, the state_dict of build_network(family, arch)) of an official checkpoint or one of ours."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path}: no such file")
@@ -137,23 +154,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         raise InputError(f"checkpoint {path}: no state_dict of named floating-point tensors; not an EventHDR "
                          "checkpoint")
     sd = {_strip_module(k): v for k, v in sd.items()}
+    family = family_of(sd)
     try:
-        arch = make_arch(arch_from_state_dict(sd))
+        arch = NETWORKS[family][1](arch_from_state_dict(sd))
     except KeyError as e:
         raise InputError(f"checkpoint {path}: no tensor {e.args[0]}; not an EventHDR checkpoint") from None
     except InputError as e:
         raise InputError(f"checkpoint {path}: {e}") from None
-    _check_fits(sd, arch, path)
-    return arch, sd
+    _check_fits(sd, family, arch, path)
+    bad = next((k for k, v in sd.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:  # it would give all-NaN frames without a word
+        raise InputError(f"checkpoint {path}: tensor {bad} holds NaN or inf; the weights are damaged (a training run "
+                         "that diverged?)")
+    if family == "livehdr":  # the module's own names
+        sd = {k.removeprefix("model."): v for k, v in sd.items()}
+    return family, arch, sd
 
 
 def save_checkpoint(path: str | os.PathLike, net: nn.Module, extra: dict | None = None) -> None:
     """Writes {"state_dict", "config": JSON {"arch", **extra}}, loadable with weights_only=True.
 
-    net: an EventHDR or its wrapper; extra: JSON-serialisable (epoch, data, losses, ...)."""
-    model = net.model if isinstance(net, EventHDRWrapper) else net
+    net: a network of model.networks; extra: JSON-serialisable (epoch, data, losses, ...)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
-                "config": json.dumps({"arch": model.arch, **(extra or {})})}, tmp)
+    torch.save({"state_dict": {k: v.detach().cpu() for k, v in _model_keys(net.state_dict()).items()},
+                "config": json.dumps({"arch": net.arch, "network": net.family, **(extra or {})})}, tmp)
     os.replace(tmp, path)  # a crash while saving never leaves a truncated checkpoint behind

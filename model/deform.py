@@ -11,7 +11,9 @@ kernel), then one matrix product with the weights. On a CPU its forward and back
 
 `deform_conv2d`, what the network calls, runs the compiled kernel (native/, forward only,
 ~5-10x faster than torchvision's on a CPU) where no gradient is needed and the kernel is
-built for the input's device and dtype, and `sampled_deform_conv2d` otherwise.
+built for the input's device and dtype, and `sampled_deform_conv2d` otherwise. A bf16 network on
+a CPU (LiveHDR's fast path) runs the CPU kernel in float32: it is built for float32 only, and at
+1/4 resolution the two conversions cost little beside grid-sampling in bf16.
 """
 import logging
 
@@ -56,4 +58,7 @@ def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
     alike = all(t is None or (t.dtype == x.dtype and t.device == x.device) for t in (offset, weight, bias, mask))
     if not needs_grad and alike and native.supports(x):
         return native.deform_conv2d(x, offset, weight, bias, padding=padding, mask=mask)
+    if not needs_grad and x.dtype == torch.bfloat16 and x.device.type == "cpu" and native.available:
+        f_x, f_offset, f_weight, f_bias, f_mask = (None if t is None else t.float() for t in (x, offset, weight, bias, mask))
+        return native.deform_conv2d(f_x, f_offset, f_weight, f_bias, padding=padding, mask=f_mask).to(x.dtype)
     return sampled_deform_conv2d(x, offset, weight, bias, mask, padding)

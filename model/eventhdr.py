@@ -49,6 +49,8 @@ def make_arch(overrides: dict | None = None) -> dict:
 
 
 class EventHDR(nn.Module):
+    family = "eventhdr"
+
     def __init__(self, num_in_ch=10, num_feat=64, num_frame=3, deformable_groups=8,
                  num_extract_block=5, num_reconstruct_block=10, num_out_ch=1):
         super().__init__()
@@ -97,9 +99,26 @@ class EventHDR(nn.Module):
 class EventHDRWrapper(nn.Module):
     """Holds the network as `.model`, as the official code does: the checkpoint's keys are `model.*`."""
 
+    log_output = False  # it outputs linear values, which may be negative
+    family = "eventhdr"
+
     def __init__(self, **arch):
         super().__init__()
         self.model = EventHDR(**arch)
+        self.arch = self.model.arch
+        self.bins = self.arch["num_in_ch"] // 2  # channels: each bin's positive and negative events
+        self.lookahead = self.model.num_frame // 2
+
+    def clip(self, grids: torch.Tensor, state: State | None) -> tuple[list[torch.Tensor], State]:
+        """grids (N, T + 2 * lookahead, C, H, W) -> T outputs (N, 1, H, W) and the state, each
+        window's features computed once, as the streaming wrapper does (for training)."""
+        nf = self.model.num_frame
+        pyramids = [lvl.unflatten(0, grids.shape[:2]) for lvl in self.model.extract(grids.flatten(0, 1))]
+        outputs = []
+        for k in range(grids.shape[1] - nf + 1):
+            out, state = self.model.predict([tuple(lvl[:, k + i] for lvl in pyramids) for i in range(nf)], state)
+            outputs.append(out)
+        return outputs, state
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         return self.model(x, state)

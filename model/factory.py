@@ -1,6 +1,7 @@
 """One way to build a reconstructor from the `model:` section of a configuration."""
 import functools
 import math
+from pathlib import Path
 
 from streaming.config import resolve_device
 from streaming.datatypes import InputError, Reconstructor
@@ -22,16 +23,46 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
                    for v in settings.values()) or settings.get("contrast", 1) == 0:
             raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, finite numbers, got {settings}")
         return HighPassFilter(height, width, **settings)
-    if not model_cfg.get("weights"):  # random weights give noise that looks like a broken program
-        raise InputError("model eventhdr has no weights: give --model CHECKPOINT (the official EventHDR "
-                         "checkpoint, or ours: --config eventhdr_cpu), or set weights: in the config")
-    from model.stream import load_eventhdr
     device = resolve_device(device)
-    model = load_eventhdr(model_cfg.get("weights"), model_cfg.get("arch"), height, width, device)
+    if kind in ("pienet", "pienet-lite"):
+        from model.pienet import PIENetStream
+        model = PIENetStream(kind, device)
+    elif not model_cfg.get("weights"):  # random weights give noise that looks like a broken program
+        raise InputError(f"model {kind} has no weights: give --model CHECKPOINT (ours, or the official EventHDR "
+                         "checkpoint), or set weights: in the config")
+    else:
+        from model.checkpoint import load_checkpoint
+        from model.stream import load_network
+        family = load_checkpoint(model_cfg["weights"])[0] if kind == "checkpoint" else kind
+        model = load_network(model_cfg["weights"], family, model_cfg.get("arch"), height, width, device,
+                             bf16=use_bf16(model_cfg.get("precision", "auto"), device))
     if live and device == "cpu":
         import torch
         torch.set_num_threads(live_threads())
     return model
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AMX or AVX-512 BF16), where oneDNN runs bf16
+    convolutions several times faster than float32. Elsewhere bf16 is emulated, and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell here, so the safe float32
+        return False
+    return any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """A config's `precision:` (auto: bf16 on a CPU that has it natively) for a network on `device`."""
+    if precision not in PRECISIONS:
+        raise InputError(f"model precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return device == "cpu" and cpu_has_bf16()
+    return precision == "bf16"
 
 
 THREADS_HELP = "torch threads (0: torch's default, one per core; on a busy machine 1 can be faster)"
@@ -51,6 +82,7 @@ def set_threads(count: int) -> None:
 def live_threads() -> int:
     """torch's threads (one per core, or OMP_NUM_THREADS) less one. They fill every core and wait
     on each other, so a camera's reader (and its driver) taking a core stalls them all. Measured
-    on 2 cores, eventhdr_cpu from a DV stream: 1.9-2.0 frames/s with 1 thread, 0.9-1.0 with 2."""
+    on 2 cores, the former default network (EventHDR at 5 features) from a DV stream: 1.9-2.0
+    frames/s with 1 thread, 0.9-1.0 with 2."""
     import torch
     return max(1, torch.get_num_threads() - 1)

@@ -1,14 +1,22 @@
 """Synthetic scenes, rendered into event recordings with ground-truth frames.
 
-Two styles. An "hdr" scene is a textured background (a reflectance map, from scikit-image's
-bundled sample images or procedural patterns) lit by an illumination map spanning four decades
+Three styles. An "hdr" scene is a textured background (a reflectance map: a photograph, see
+below, or a procedural pattern) lit by an illumination map spanning four decades
 (a ramp from deep shadow to bright light, spotlights, cast shadows) plus a sun-like emissive
 disk that would saturate a conventional camera. A camera pans, zooms and rolls over it while
 textured objects (sprites) move and turn on their own smooth random trajectories, lit by the
 same light field. A "still" scene is what a parked camera sees by day (a street, a room):
 ordinary light (a gentle gradient and soft shadows, within two decades), no sun, a camera that
-does not move, and the same moving objects, so events come only from them and from noise.
+does not move, and the same moving objects, so events come only from them and from noise. An
+"ordinary" scene is the still scene's light under the hdr scene's moving camera. "mix" draws one
+of the three per seed (hdr 50%, ordinary 25%, still 25%). Every scene may pause: all motion
+stops for a while (windows with no events but noise), as a hand-held camera does.
 Radiance is linear, with the brightest light at about 1.
+
+Photographs: scikit-image's bundled samples, plus every photograph of the Debian packages
+PHOTO_PACKAGES that is installed (`make data` installs them): tens of natural and man-made
+textures instead of sixteen. A dataset records how many photographs it drew from (attribute
+`photos`), since the same seed gives another scene with another set.
 
 render_sequence() renders the linear radiance every millisecond (more often where the image
 moves faster than `max_px_per_step` pixels a step), streams it through the event simulator
@@ -20,6 +28,7 @@ scene's five decades would keep 1 to 7 levels of it, losing the texture that its
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +37,7 @@ import h5py
 import numba
 import numpy as np
 from scipy import ndimage
-from skimage import color, data, transform
+from skimage import color, data, io, transform
 
 from model.simulator import EventSimulator, SimConfig
 from streaming.datatypes import EventPacket
@@ -38,7 +47,14 @@ from streaming.h5format import EventH5Writer
 _SAMPLE_IMAGES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel",
                   "moon", "page", "text", "coins", "clock", "hubble_deep_field",
                   "immunohistochemistry", "cell")
+# Debian packages of photographs (wallpapers), and where they put them.
+PHOTO_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+_PHOTO_GLOBS = ("/usr/share/backgrounds/mate/*/*.jpg", "/usr/share/wallpapers/*/contents/images/1920x1080.*")
+_PHOTO_SIDE = 768  # photographs are shrunk to this longer side once: a texture crop is rarely larger
 DEMO_SEED = 2_000_008  # outside the train and test seed ranges of model.make_dataset; a lively scene
+
+# Pauses: each scene stops all motion for up to this many stretches, of this length (seconds).
+_MAX_PAUSES, _PAUSE_S = 2, (0.1, 0.6)
 
 # Motion bounds, relative to the frame's smaller side (translations) or absolute.
 _CAM_SHIFT, _CAM_LOG_ZOOM, _CAM_ROLL = 0.08, 0.2, 0.15  # fraction, log scale, radians
@@ -47,17 +63,31 @@ _SPRITE_TRAVEL, _SPRITE_SIZE = 0.35, 0.45
 
 # ---------------------------------------------------------------- textures, in [0, 1]
 
+def photo_paths() -> list[str]:
+    """The installed photographs of PHOTO_PACKAGES, in a fixed order."""
+    return sorted(p for pattern in _PHOTO_GLOBS for p in glob.glob(pattern))
+
+
+@lru_cache(maxsize=None)
+def _photos() -> tuple:
+    return tuple(_SAMPLE_IMAGES) + tuple(photo_paths())
+
+
 @lru_cache(maxsize=None)
 def _sample_image(name: str) -> np.ndarray:
-    img = getattr(data, name)()
+    img = getattr(data, name)() if name in _SAMPLE_IMAGES else io.imread(name)
     img = color.rgb2gray(img[..., :3]) if img.ndim == 3 else img.astype(np.float64)
+    shrink = _PHOTO_SIDE / max(img.shape)
+    if shrink < 1:
+        img = transform.rescale(img, shrink, order=1, anti_aliasing=True)
     lo, hi = np.percentile(img, (1, 99))
     return np.clip((img - lo) / max(hi - lo, 1e-9), 0, 1).astype(np.float32)
 
 
 def _image_texture(rng, h, w):
-    """A random crop of a sample image, resized to (h, w)."""
-    img = _sample_image(_SAMPLE_IMAGES[rng.integers(len(_SAMPLE_IMAGES))])
+    """A random crop of a photograph, resized to (h, w)."""
+    photos = _photos()
+    img = _sample_image(photos[rng.integers(len(photos))])
     frac = rng.uniform(0.5, 1.0)
     ch = int(min(img.shape[0], img.shape[1] * h / w) * frac)
     cw = int(ch * w / h)
@@ -91,7 +121,7 @@ def _procedural_texture(rng, h, w):
 
 
 def _texture(rng, h, w):
-    return _image_texture(rng, h, w) if rng.random() < 0.5 else _procedural_texture(rng, h, w)
+    return _image_texture(rng, h, w) if rng.random() < 0.7 else _procedural_texture(rng, h, w)
 
 
 def _reflectance(rng, h, w):
@@ -229,19 +259,27 @@ class Scene:
     sprite_alpha: np.ndarray     # (S, size, size)
     camera: _Wobble              # shift x, shift y, log zoom, roll
     sprite_paths: list[_Wobble]  # per sprite: x, y, angle about its home
-    sprite_home: np.ndarray      # (S, 3): mean x, y, angle
+    sprite_home: np.ndarray      # (S, 4): mean x, y, angle; scale
+    pauses: np.ndarray           # (P, 2): start and end (s) of each stretch without motion
+    style: str                   # hdr, ordinary or still (a "mix" scene's draw)
+
+    def motion_time(self, t_s: float) -> float:
+        """The time the motion has run by t_s: the clock less the pauses before it."""
+        paused = np.clip(t_s - self.pauses[:, 0], 0, self.pauses[:, 1] - self.pauses[:, 0]).sum()
+        return t_s - float(paused)
 
     def poses(self, t_s):
         """screen -> world and, per sprite, screen -> sprite texture, as 3x3 matrices."""
+        t_s = self.motion_time(t_s)
         hc, wc = self.background.shape
         dx, dy, log_zoom, roll = self.camera(t_s)
         screen_centre = _similarity(0, 1, -(self.width - 1) / 2, -(self.height - 1) / 2)
         cam = _similarity(roll, np.exp(log_zoom), wc / 2 + dx, hc / 2 + dy) @ screen_centre
         half = (self.sprite_refl.shape[1] - 1) / 2
         sprites = []
-        for home, path in zip(self.sprite_home, self.sprite_paths):
-            x, y, angle = home + path(t_s)
-            world_to_sprite = np.linalg.inv(_similarity(angle, 1, x, y) @ _similarity(0, 1, -half, -half))
+        for (x0, y0, angle0, scale), path in zip(self.sprite_home, self.sprite_paths):
+            x, y, angle = np.array([x0, y0, angle0]) + path(t_s)
+            world_to_sprite = np.linalg.inv(_similarity(angle, scale, x, y) @ _similarity(0, 1, -half, -half))
             sprites.append(world_to_sprite @ cam)
         return cam, sprites
 
@@ -266,13 +304,18 @@ class Scene:
         return float(max(np.hypot(d[0], d[1]).max() for d in moved))
 
 
-STYLES = ("hdr", "still")
+STYLES = ("hdr", "ordinary", "still", "mix")
+_MIX = (("hdr", "ordinary", "still"), (0.5, 0.25, 0.25))
 
 
-def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, style: str = "hdr") -> Scene:
+def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, style: str = "hdr",
+               seconds: float = 0.0) -> Scene:
+    """seconds: how long the scene will be rendered, over which its pauses are drawn (0: none)."""
     if style not in STYLES:
         raise ValueError(f"scene style {style!r}: one of {', '.join(STYLES)}")
     rng = np.random.default_rng(seed)
+    if style == "mix":
+        style = str(rng.choice(_MIX[0], p=_MIX[1]))
     side = min(height, width)
     # The canvas holds every view the camera can take: the frame's corners rotated, zoomed
     # out and shifted to the limits.
@@ -280,10 +323,14 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, styl
     shift = _CAM_SHIFT * side
     canvas_w = int(np.ceil(2 * (zoom * (width * c + height * s) / 2 + shift))) + 2
     canvas_h = int(np.ceil(2 * (zoom * (height * c + width * s) / 2 + shift))) + 2
-    still = style == "still"
-    camera_motion = 0.0 if still else 1.0  # a parked camera: the same draws, no motion
-    illum, emissive = (_ordinary_illumination if still else _illumination)(rng, canvas_h, canvas_w, side)
-    n_sprites = int(rng.integers(1, 5))
+    camera_motion = 0.0 if style == "still" else 1.0  # a parked camera: the same draws, no motion
+    light = _illumination if style == "hdr" else _ordinary_illumination
+    illum, emissive = light(rng, canvas_h, canvas_w, side)
+    n_sprites = int(rng.integers(1, 7))
+    pauses = np.zeros((int(rng.integers(0, _MAX_PAUSES + 1)), 2))
+    for i, start in enumerate(np.sort(rng.uniform(0, seconds, len(pauses)))):
+        start = max(start, pauses[i - 1, 1]) if i else start  # one after another, never overlapping
+        pauses[i] = start, start + rng.uniform(*_PAUSE_S)
     size = int(_SPRITE_SIZE * side)
     travel = _SPRITE_TRAVEL * np.array([width, height])
     return Scene(
@@ -294,7 +341,10 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, styl
         sprite_alpha=np.array([_sprite_alpha(rng, size) for _ in range(n_sprites)]).reshape(-1, size, size),
         camera=_Wobble(rng, np.array([shift, shift, _CAM_LOG_ZOOM, _CAM_ROLL]) * camera_motion, 0.1, 0.4),
         sprite_paths=[_Wobble(rng, [*travel, np.pi / 2], 0.1, 0.5) for _ in range(n_sprites)],
-        sprite_home=np.array([[canvas_w / 2, canvas_h / 2, rng.uniform(0, 2 * np.pi)] for _ in range(n_sprites)]),
+        sprite_home=np.array([[canvas_w / 2, canvas_h / 2, rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 1.3)]
+                              for _ in range(n_sprites)]),
+        pauses=pauses,
+        style=style,
     )
 
 
@@ -325,7 +375,7 @@ def render_sequence(path: str | Path, seed: int, height: int = 180, width: int =
 
     Deterministic given the seed (and the other arguments)."""
     scene_seed, sim_seed = np.random.SeedSequence(seed).spawn(2)
-    scene = make_scene(scene_seed, height, width, style)
+    scene = make_scene(scene_seed, height, width, style, seconds)
     gt_times = _gt_times_us(seconds, gt_fps)
     # A cheap first pass over the ground-truth instants fixes the scale before writing.
     gt_scale = 1.0 / max(float(scene.render(t * 1e-6).max()) for t in gt_times)
@@ -345,7 +395,7 @@ def render_sequence(path: str | Path, seed: int, height: int = 180, width: int =
             writer.add_image(t_b, (frame * gt_scale).astype(np.float32))  # the last step is at t_b
             n_events += len(events)
     with h5py.File(path, "a") as f:
-        f.attrs.update(gt_scale=gt_scale, gt_encoding="linear", seed=seed, style=style,
+        f.attrs.update(gt_scale=gt_scale, gt_encoding="linear", seed=seed, style=scene.style, photos=len(_photos()),
                        generator="model.scenes", sim_config=json.dumps(dataclasses.asdict(sim_config)))
     return n_events
 

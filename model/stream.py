@@ -1,6 +1,10 @@
-"""EventHDR as a streaming Reconstructor: one window in, the previous window's frame out.
+"""Our networks as streaming Reconstructors: one window in, a frame out.
 
-Output j needs windows j-1, j, j+1 (the official evaluation), so it leaves when window j+1 arrives
+LiveHDR (model.livehdr) is causal: window j gives frame j (lookahead 0). On a CPU with native
+bf16 (AMX or AVX-512 BF16, where oneDNN runs bf16 convolutions several times faster than float32)
+it runs in bf16, channels-last, and its log-radiance state stays float32; elsewhere in float32.
+
+EventHDR: output j needs windows j-1, j, j+1 (the official evaluation), so it leaves when window j+1 arrives
 (lookahead 1; window 0 is never a centre). Each window's feature pyramid is computed once, on
 arrival, and kept for its three roles (next, centre, previous): the official sliding window
 computes it three times. The ConvLSTM state carries across outputs until reset().
@@ -14,8 +18,20 @@ import torch
 import torch.nn.functional as F
 
 from model.checkpoint import load_checkpoint
-from model.eventhdr import EventHDR, EventHDRWrapper, make_arch
+from model.eventhdr import EventHDR
+from model.livehdr import SCALE, LiveHDR
+from model.networks import build_network
 from streaming.datatypes import InputError, VoxelWindow
+
+
+def checked_grid(window: VoxelWindow, shape: tuple[int, int, int]) -> np.ndarray:
+    """The window's grid, refused before the model keeps anything of it (the state stays clean)."""
+    if window.grid.shape != shape:
+        raise InputError(f"voxel grid of shape {window.grid.shape}, but the model takes {shape} "
+                         f"(channels = 2 x bins, then the sensor's height and width)")
+    if not np.isfinite(window.grid).all():
+        raise ValueError(f"window {window.seq}: voxel grid holds NaN or inf")
+    return window.grid
 
 
 class CentredPad:
@@ -56,13 +72,7 @@ class EventHDRStream:
         self._state = None
 
     def push(self, window: VoxelWindow) -> np.ndarray | None:
-        grid = window.grid
-        if grid.shape != self.shape:
-            raise InputError(f"voxel grid of shape {grid.shape}, but the model takes {self.shape} "
-                             f"(channels = 2 x bins, then the sensor's height and width)")
-        if not np.isfinite(grid).all():  # checked before anything is kept: the state stays clean
-            raise ValueError(f"window {window.seq}: voxel grid holds NaN or inf")
-        out = self.push_tensor(torch.from_numpy(grid))
+        out = self.push_tensor(torch.from_numpy(checked_grid(window, self.shape)))
         return None if out is None else out[0, 0].to("cpu", torch.float32).contiguous().numpy()
 
     @torch.inference_mode()
@@ -76,20 +86,59 @@ class EventHDRStream:
         return self._pad.crop(out)
 
 
-def load_eventhdr(weights: str | None, arch: dict | None, height: int, width: int,
-                  device: str = "cpu") -> EventHDRStream:
+class LiveHDRStream:
+    """push(window) -> linear float32 (H, W) radiance of that window (lookahead 0), positive."""
+
+    lookahead = 0
+    uses_grid = True
+
+    def __init__(self, net: LiveHDR, height: int, width: int):
+        self.net = net.eval()
+        self.bins = net.bins
+        self.shape = (2 * net.bins, height, width)
+        self._pad = CentredPad(height, width, SCALE)
+        param = next(net.parameters())
+        self._device, self._dtype = param.device, param.dtype
+        self.reset()
+
+    def reset(self) -> None:
+        """Starts a new sequence: zero state (a flat log radiance, an empty memory)."""
+        self._state = None
+
+    def push(self, window: VoxelWindow) -> np.ndarray:
+        log_out = self.push_tensor(torch.from_numpy(checked_grid(window, self.shape)))
+        return log_out[0, 0].to("cpu", torch.float32).exp().numpy()
+
+    @torch.inference_mode()
+    def push_tensor(self, grid: torch.Tensor) -> torch.Tensor:
+        """push() without the checks: (C, H, W) -> log radiance (1, 1, H, W) float32."""
+        x = self._pad.pad(grid.to(self._device, self._dtype)[None]).contiguous(memory_format=torch.channels_last)
+        log_out, self._state = self.net(x, self._state)
+        return self._pad.crop(log_out)
+
+
+def load_network(weights: str | None, family: str, arch: dict | None, height: int, width: int,
+                 device: str = "cpu", bf16: bool = False) -> EventHDRStream | LiveHDRStream:
     """The streaming model for a sensor of height x width.
 
-    weights: a checkpoint (official or ours), whose tensors define the architecture (an `arch`
-    given beside it must agree); None: random initialisation of `arch` (None: the official size),
-    for benchmarks."""
+    weights: a checkpoint (official or ours), whose tensors define the network and its
+    architecture (a family and `arch` given beside it must agree); None: random initialisation
+    of `arch` (None: the family's default size), for benchmarks. bf16: run LiveHDR in bfloat16."""
     if weights is None:
-        wrapper = EventHDRWrapper(**make_arch(arch))
+        net = build_network(family, arch)
     else:
-        ckpt_arch, state_dict = load_checkpoint(weights)
-        if arch is not None and make_arch(arch) != ckpt_arch:
-            raise InputError(f"checkpoint {weights} holds the network {ckpt_arch}, but the config's "
-                             f"model arch says {make_arch(arch)}; remove `arch` or fix it")
-        wrapper = EventHDRWrapper(**ckpt_arch)
-        wrapper.load_state_dict(state_dict)
-    return EventHDRStream(wrapper.model.to(device), height, width)
+        ckpt_family, ckpt_arch, state_dict = load_checkpoint(weights)
+        if ckpt_family != family:
+            raise InputError(f"checkpoint {weights} holds a {ckpt_family} network, but the config's model type is "
+                             f"{family}; give the matching type (or --model PATH, which reads it from the file)")
+        if arch is not None and build_network(family, arch).arch != ckpt_arch:
+            raise InputError(f"checkpoint {weights} holds the network {ckpt_arch}, but the config's model arch "
+                             f"says {build_network(family, arch).arch}; remove `arch` or fix it")
+        net = build_network(family, ckpt_arch)
+        net.load_state_dict(state_dict)
+    if family == "eventhdr":
+        return EventHDRStream(net.model.to(device), height, width)
+    net = net.to(device)
+    if bf16:
+        net = net.to(torch.bfloat16)
+    return LiveHDRStream(net.to(memory_format=torch.channels_last), height, width)

@@ -1,28 +1,29 @@
-"""Train an EventHDR network on recordings with ground-truth frames.
+"""Train a reconstruction network on recordings with ground-truth frames.
 
-    python train.py DATA_DIR --config eventhdr_cpu --out runs/cpu --iters 3000
-    python train.py DATA_DIR --init official.pth --config eventhdr --out runs/finetune   # fine-tune
+    python train.py DATA_DIR --out runs/live --iters 20000                   # our network (configs/livehdr.yaml)
+    python train.py DATA_DIR --config eventhdr --init official.pth --out runs/finetune   # fine-tune EventHDR
 
 Samples are clips of consecutive frame-aligned windows (the official evaluation's windows),
 randomly cropped and flipped. Each clip runs through the recurrent network from a zero state;
 back-propagation is truncated every `--tbptt` outputs (the state is carried on, detached),
-and the first `--burn-in` outputs are not scored. Targets are divided by the 99th
-percentile of their clip's whole frames (or of the crop: `--target-scale crop`). Loss per
-output: L1 on linear values + L1 after mu-law compression (so that the dark decades count)
-+ a structural term (1 - SSIM); plus temporal consistency (the change between consecutive
-outputs should match the ground truth's); with --protocol-loss and --protocol-ssim, the
-evaluation's own squared error and SSIM too. Re-running the same command resumes; a larger
---iters lengthens the run.
+and the first `--burn-in` outputs are not scored: from a zero state, nothing can know the
+static scene yet. Loss per output (model.losses): L1 on log radiance up to an offset, SSIM on
+log radiance and on linear radiance each mapped by its crop's percentiles as the evaluation
+maps a sequence, the evaluation's own squared error; plus temporal consistency (the change of
+log radiance between consecutive outputs should match the ground truth's). On a CPU with native
+bf16 (AMX or AVX-512 BF16) the network runs under bf16 autocast (--precision). Re-running the
+same command resumes; a larger --iters lengthens the run.
 
 OUT holds `last.pt` (everything needed to resume: weights, optimiser, iteration, RNG) and
 `model.pth` (the weights alone, as the pipeline loads them), and `train.log`. Both are also
 written when the run is interrupted (Ctrl-C), so that a resume loses nothing; --snapshots keeps
-each save's weights as well. A resume keeps the run's network, --init, --lr, --seed,
---protocol-loss and --protocol-ssim: giving others is refused.
+each save's weights as well. A resume keeps the run's network, --init, --lr and --seed: giving
+others is refused.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -31,22 +32,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.checkpoint import load_checkpoint, load_error, save_checkpoint
-from model.eventhdr import EventHDRWrapper, make_arch
 from model.evaluate import frame_windows, recordings
-from model.factory import THREADS_HELP, set_threads
+from model.factory import PRECISIONS, THREADS_HELP, set_threads, use_bf16
+from model.losses import frame_loss, temporal_loss
+from model.networks import NETWORKS, build_network
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import InputError
 from streaming.exits import check_output_dir
 
-# the loss's mu-law, milder than the metric's 5000: the dark decades count without drowning the
-# bright ones the metric weighs
-LOSS_MU = 100.0
+DEFAULT_CONFIG = "livehdr"
 # what a resumed run keeps from its start: they shape the whole run
-RESUME_KEPT = ("init", "lr", "seed", "protocol_loss", "protocol_ssim")
+RESUME_KEPT = ("init", "lr", "seed")
 
 
 class ClipDataset:
@@ -62,100 +61,56 @@ class ClipDataset:
         if not self.grids:
             raise InputError("no training recordings found")
 
-    def check(self, clip: int, crop: int) -> None:
-        """Every recording must hold a clip (its windows and a neighbour each side) and a crop."""
+    def check(self, windows: int, crop: int) -> None:
+        """Every recording must hold a clip's windows and a crop."""
         for p, g in zip(self.paths, self.grids):
-            if len(g) < clip + 2:
-                raise InputError(f"{p}: {len(g)} frames, too few for --clip {clip} (needs {clip + 2})")
+            if len(g) < windows:
+                raise InputError(f"{p}: {len(g)} frames, too few for a clip of {windows} windows (--clip and the "
+                                 "network's look-ahead)")
             if min(g.shape[2:]) < crop:
                 raise InputError(f"{p}: frames of {g.shape[2]}x{g.shape[3]}, too small for --crop {crop}")
 
-    def sample(self, rng, batch: int, clip: int, crop: int, scale: str = "frames"):
-        """(grids (B, clip+2, C, crop, crop), truth (B, clip, crop, crop)): window k+1's ground
-        truth goes with the output centred on it, divided by the 99th percentile of the clip's
-        whole frames (scale "frames", the evaluation's) or of the crop ("crop")."""
+    def sample(self, rng, batch: int, clip: int, crop: int, lookahead: int = 0):
+        """(grids (B, clip + 2 * lookahead, C, crop, crop), truth (B, clip, 1, crop, crop)): the
+        ground truth of window k + lookahead goes with output k (a network with look-ahead sees
+        that many windows each side of the one it outputs), divided by the 99th percentile of
+        the clip's whole frames (the evaluation's scale)."""
         g_out, t_out = [], []
         for _ in range(batch):
             i = rng.integers(len(self.grids))
             g, t = self.grids[i], self.truth[i]
-            s = rng.integers(0, len(g) - clip - 1)
+            s = rng.integers(0, len(g) - clip - 2 * lookahead + 1)
             y, x = rng.integers(0, g.shape[2] - crop + 1), rng.integers(0, g.shape[3] - crop + 1)
-            gg = g[s:s + clip + 2, :, y:y + crop, x:x + crop].astype(np.float32)
-            tt = t[s + 1:s + clip + 1, y:y + crop, x:x + crop]
+            gg = g[s:s + clip + 2 * lookahead, :, y:y + crop, x:x + crop].astype(np.float32)
+            tt = t[s + lookahead:s + lookahead + clip, y:y + crop, x:x + crop]
             if rng.random() < 0.5:
                 gg, tt = gg[..., ::-1], tt[..., ::-1]
             if rng.random() < 0.5:
                 gg, tt = gg[..., ::-1, :], tt[..., ::-1, :]
             g_out.append(gg.copy())
-            p99 = self.p99[i][s + 1:s + clip + 1].mean() if scale == "frames" else np.percentile(tt, 99)
+            p99 = self.p99[i][s + lookahead:s + lookahead + clip].mean()
             t_out.append(tt / max(float(p99), 1e-4))
         return torch.from_numpy(np.stack(g_out)), torch.from_numpy(np.stack(t_out)).unsqueeze(2)
 
 
-def signed_mu_law(x):
-    """mu-law compression extended to negative values, so that a negative output is pulled up
-    (a clamp there would give it no gradient, and a network can die at a constant)."""
-    return torch.sign(x) * torch.log1p(LOSS_MU * x.abs()) / math.log1p(LOSS_MU)
-
-
-def ssim_loss(a, b, c1=1e-4, c2=9e-4):
-    """1 - SSIM with a 7x7 box window, on values above 1 clipped as the official protocol does."""
-    a, b = a.clamp(max=1), b.clamp(max=1)
-    pool = lambda z: F.avg_pool2d(z, 7, 1, 3, count_include_pad=False)
-    ma, mb = pool(a), pool(b)
-    va, vb, cov = pool(a * a) - ma ** 2, pool(b * b) - mb ** 2, pool(a * b) - ma * mb
-    s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma ** 2 + mb ** 2 + c1) * (va + vb + c2))
-    return 1 - s.mean()
-
-
-def protocol_normalise(x):
-    """The official evaluation's mapping (model.metrics.percentile_normalise) on each crop: its
-    own 1st and 99th percentiles to 0 and 1, clipped. Differentiable through the percentiles."""
-    q = torch.quantile(x.flatten(1), x.new_tensor([0.01, 0.99]), dim=1).view(2, -1, 1, 1, 1)
-    return ((x - q[0]) / (q[1] - q[0] + 1e-5)).clamp(0, 1)
-
-
-def frame_loss(out, target, protocol: tuple[float, float] = (0.0, 0.0)):
-    """L1 on linear values, L1 after mu-law compression, and a structural term. The structure
-    is compared at each crop's own scale: at the frames' scale a crop of a dark region is
-    near zero, SSIM's constants swamp its texture, and a blank output costs nothing there.
-    protocol: the weights of the evaluation's own squared error and 1 - SSIM (after its
-    normalisation), which the other terms miss: trained on them alone, our weights' outputs,
-    mapped by their own percentiles as the evaluation maps them, came out too bright (halved
-    after the mapping, they scored 0.25 dB more PSNR on held-out scenes). The structural term
-    above does not map the output by its own percentiles, so it cannot stand in for the second."""
-    crop_scale = torch.quantile(target.flatten(1), 0.99, dim=1).clamp(min=1e-3).view(-1, 1, 1, 1)
-    loss = F.l1_loss(out, target) + F.l1_loss(signed_mu_law(out), signed_mu_law(target)) \
-        + 0.5 * ssim_loss(out / crop_scale, target / crop_scale)
-    if any(protocol):
-        mapped_out, mapped_target = protocol_normalise(out), protocol_normalise(target)
-        loss = loss + protocol[0] * F.mse_loss(mapped_out, mapped_target) \
-            + protocol[1] * ssim_loss(mapped_out, mapped_target)
-    return loss
-
-
-def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0,
-              protocol: tuple[float, float] = (0.0, 0.0)):
+def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0, bf16: bool = False):
     """Run a clip through the recurrent network, one optimiser step every `tbptt` outputs with
-    the state carried on, detached (truncated back-propagation through time). Within a
-    chunk each window's features are computed once, as the streaming wrapper does. The first
-    `burn_in` outputs are not scored: from a zero state, nothing can know the static scene yet.
-    protocol: see frame_loss."""
-    state, prev_out, total = None, None, 0.0
-    steps, nf = truth.shape[1], net.model.num_frame
+    the state carried on, detached (truncated back-propagation through time). The first
+    `burn_in` outputs are not scored. bf16: the network under bf16 autocast (the losses in float32)."""
+    state, prev_error, total = None, None, 0.0
+    steps, la = truth.shape[1], net.lookahead
     for c0 in range(0, steps, tbptt):
         c1 = min(c0 + tbptt, steps)
-        chunk = grids[:, c0:c1 + nf - 1]
-        pyramids = [lvl.unflatten(0, chunk.shape[:2]) for lvl in net.model.extract(chunk.flatten(0, 1))]
+        with torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext():
+            outputs, state = net.clip(grids[:, c0:c1 + 2 * la], state)
         loss = 0.0
-        for k in range(c0, c1):
-            frames = [tuple(lvl[:, k - c0 + i] for lvl in pyramids) for i in range(nf)]
-            out, state = net.model.predict(frames, state)
+        for k, out in zip(range(c0, c1), outputs):
+            term, error = frame_loss(out.float(), truth[:, k], net.log_output)
             if k >= burn_in:
-                loss = loss + frame_loss(out, truth[:, k], protocol)
-                if prev_out is not None:
-                    loss = loss + 0.5 * F.l1_loss(out - prev_out, truth[:, k] - truth[:, k - 1])
-            prev_out = out
+                loss = loss + term
+                if prev_error is not None:
+                    loss = loss + temporal_loss(error, prev_error)
+            prev_error = error
         if torch.is_tensor(loss):  # a chunk of burn-in alone has nothing to learn from
             if optimiser is not None:
                 optimiser.zero_grad()
@@ -164,7 +119,7 @@ def clip_loss(net, grids, truth, tbptt: int, optimiser=None, burn_in: int = 0,
                 optimiser.step()
             total += loss.item()
         state = tuple(s.detach() for s in state)
-        prev_out = prev_out.detach()
+        prev_error = prev_error.detach()
     return total / max(steps - burn_in, 1)
 
 
@@ -187,7 +142,7 @@ def resume(out: Path, args, net, optimiser, rng, device) -> int:
         raise InputError(f"{out} was started with {', '.join(given)}; a resume keeps the run's settings: give the same, "
                          "or another --out for a new run")
     if {k: v.shape for k, v in last["model"].items()} != {k: v.shape for k, v in net.state_dict().items()}:
-        config = f"--config {started.get('config') or 'eventhdr_cpu (the default)'}" if started else "another --config"
+        config = f"--config {started.get('config') or DEFAULT_CONFIG + ' (the default)'}" if started else "another --config"
         raise InputError(f"{out} was started with {config}, whose network differs from this one: resume with it, "
                          "or give another --out for a new run")
     if last["iter"] > args.iters:
@@ -234,8 +189,9 @@ def main(argv=None) -> int:
     # built after resuming, so that a resumed run may also be lengthened with a larger --iters
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, args.lr, total_steps=args.iters, pct_start=0.05,
                                                    last_epoch=start - 1)
-    data = ClipDataset(files, bins=net.model.arch["num_in_ch"] // 2)
-    data.check(args.clip, args.crop)
+    bf16 = use_bf16(args.precision, device) if device == "cpu" else False  # autocast here is the CPU's
+    data = ClipDataset(files, bins=net.bins)
+    data.check(args.clip + 2 * net.lookahead, args.crop)
     out.mkdir(parents=True, exist_ok=True)  # once every setting is known to be good
     trim_log(out / "train.log", start)
     bar = tqdm(range(start, args.iters), initial=start, total=args.iters, desc="training")
@@ -244,10 +200,9 @@ def main(argv=None) -> int:
     with open(out / "train.log", "a") as log:
         try:
             for it in bar:
-                grids, truth = data.sample(rng, args.batch, args.clip, args.crop, args.target_scale)
+                grids, truth = data.sample(rng, args.batch, args.clip, args.crop, net.lookahead)
                 lr = schedule.get_last_lr()[0]  # this step's (after step(), the next one's)
-                loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in,
-                                 (args.protocol_loss, args.protocol_ssim))
+                loss = clip_loss(net, grids.to(device), truth.to(device), args.tbptt, optimiser, args.burn_in, bf16)
                 schedule.step()
                 bar.set_postfix(loss=f"{loss:.4f}")
                 # flushed as written: the log shows the run as it goes, and ends where last.pt does
@@ -269,9 +224,9 @@ def main(argv=None) -> int:
 def _arguments(argv) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="+", help="folders of HDF5 recordings with ground-truth frames (or files)")
-    ap.add_argument("--config", help="architecture: a config name or YAML (default eventhdr_cpu; with --init: "
-                                     "the checkpoint's, which a --config given must match)")
-    ap.add_argument("--init", help="start from these weights (official EventHDR or ours): fine-tuning")
+    ap.add_argument("--config", help=f"network and architecture: a config name or YAML (default {DEFAULT_CONFIG}, "
+                                     "our network; with --init: the checkpoint's, which a --config given must match)")
+    ap.add_argument("--init", help="start from these weights (ours, or the official EventHDR): fine-tuning")
     ap.add_argument("--out", required=True, help="run folder (resumes if it holds last.pt)")
     ap.add_argument("--iters", type=int, default=3000, help="training steps (default 3000)")
     ap.add_argument("--batch", type=int, default=16,
@@ -281,15 +236,9 @@ def _arguments(argv) -> argparse.Namespace:
     ap.add_argument("--tbptt", type=int, default=4, help="outputs between truncations (default 4)")
     ap.add_argument("--burn-in", type=int, default=2, help="outputs at the start of a clip left unscored (default 2)")
     ap.add_argument("--crop", type=int, default=32, help="crop side, a multiple of 16 (default 32)")
-    ap.add_argument("--target-scale", choices=("frames", "crop"), default="frames",
-                    help="divide targets by the 99th percentile of the clip's whole frames (default; the "
-                         "evaluation's scale) or of the crop (learns structure sooner, but lights up dark regions)")
-    ap.add_argument("--protocol-loss", type=float, default=0.0, metavar="WEIGHT",
-                    help="weight of a squared-error term on each crop mapped to [0, 1] by its own 1st/99th percentiles, "
-                         "as the evaluation maps each sequence (default 0: off; weights/README.md has runs with 2 to 8)")
-    ap.add_argument("--protocol-ssim", type=float, default=0.0, metavar="WEIGHT",
-                    help="weight of 1 - SSIM on each crop mapped as --protocol-loss maps it (default 0: off; the "
-                         "shipped weights' last stage used 0.1)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="on a CPU: the network under bf16 autocast or float32 (default auto: bf16 where the CPU has it "
+                         "natively, AMX or AVX-512 BF16)")
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="peak learning rate of the one-cycle schedule (default 1e-3)")
     ap.add_argument("--seed", type=int, default=0, help="of the initial weights and the clips drawn (default 0)")
@@ -303,9 +252,6 @@ def _arguments(argv) -> argparse.Namespace:
     for flag in ("iters", "batch", "clip", "tbptt", "crop", "lr"):
         if not 0 < getattr(args, flag) < math.inf:
             raise InputError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    for flag in ("protocol_loss", "protocol_ssim"):
-        if not 0 <= getattr(args, flag) < math.inf:
-            raise InputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: give a weight of 0 (off) or more")
     if args.crop % 16:
         raise InputError(f"--crop {args.crop}: must be a multiple of 16")
     if not 0 <= args.burn_in < args.clip:
@@ -316,19 +262,21 @@ def _arguments(argv) -> argparse.Namespace:
     return args
 
 
-def _network(args) -> EventHDRWrapper:
+def _network(args):
     """The network to train: --config's architecture from scratch, or --init's weights (whose
-    architecture a --config given must match)."""
-    cfg = load_config(args.config or "eventhdr_cpu")
-    if cfg.model["type"] != "eventhdr":
-        raise InputError(f"--config {args.config}: its model is {cfg.model['type']}, which has nothing to train; "
-                         "give an EventHDR configuration (eventhdr_cpu, eventhdr, or a YAML with an arch)")
+    network and architecture a --config given must match)."""
+    cfg = load_config(args.config or DEFAULT_CONFIG)
+    family = cfg.model["type"]
+    if family not in NETWORKS:
+        raise InputError(f"--config {args.config}: its model is {family}, which has nothing to train; give a configuration "
+                         f"of one of our networks ({', '.join(NETWORKS)}), such as {DEFAULT_CONFIG} or eventhdr")
     if not args.init:
-        return EventHDRWrapper(**make_arch(cfg.model.get("arch")))
-    arch, state_dict = load_checkpoint(args.init)
-    if args.config and make_arch(cfg.model.get("arch")) != arch:
-        raise InputError(f"--init {args.init} holds the network {arch}, but --config {args.config} describes "
-                         f"{make_arch(cfg.model.get('arch'))}; fine-tuning keeps the checkpoint's: drop --config")
-    net = EventHDRWrapper(**arch)
+        return build_network(family, cfg.model.get("arch"))
+    ckpt_family, arch, state_dict = load_checkpoint(args.init)
+    if args.config and (ckpt_family != family or build_network(family, cfg.model.get("arch")).arch != arch):
+        raise InputError(f"--init {args.init} holds the {ckpt_family} network {arch}, but --config {args.config} "
+                         f"describes {family} {build_network(family, cfg.model.get('arch')).arch}; fine-tuning keeps "
+                         "the checkpoint's: drop --config")
+    net = build_network(ckpt_family, arch)
     net.load_state_dict(state_dict)
     return net

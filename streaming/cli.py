@@ -28,11 +28,12 @@ def common_parser(description: str) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     m = ap.add_argument_group("model")
     m.add_argument("--config", metavar="NAME|PATH",
-                   help="a configuration from configs/ (e.g. highpass) or a YAML file (default: eventhdr_cpu, "
+                   help="a configuration from configs/ (e.g. highpass) or a YAML file (default: livehdr, "
                         "our trained network)")
-    m.add_argument("--model", metavar="highpass|CKPT",
-                   help="override the config's model: 'highpass' (the classical filter) or a checkpoint "
-                        "(the official EventHDR .pth or one of ours)")
+    m.add_argument("--model", metavar="highpass|pienet|pienet-lite|CKPT",
+                   help="override the config's model: 'highpass' (the classical filter), 'pienet' or 'pienet-lite' "
+                        "(PIE-Net, whose frames are display images, not radiance) or a checkpoint (ours or the "
+                        "official EventHDR .pth)")
     m.add_argument("--device", metavar="auto|cpu|cuda[:N]",
                    help="where the network runs (default auto: the first CUDA GPU torch sees, else the CPU); "
                         "the high-pass filter always runs on the CPU")
@@ -78,6 +79,13 @@ def parse_size(text: str | None, flag: str = "--sensor-size") -> tuple[int, int]
     return h, w
 
 
+def describe_model(cfg: RunConfig) -> str:
+    """The start line's model, and a warning where its frames are not radiance."""
+    kind = cfg.model["type"]
+    note = " (its frames are display images in [0, 1], not radiance)" if kind.startswith("pienet") else ""
+    return f"model {kind}{note} on {cfg.device}"
+
+
 def run_config(args) -> RunConfig:
     """The configuration the flags select; bad flags end here, before any source is opened."""
     if args.wait_subscribers < 0:
@@ -109,7 +117,7 @@ def run_config(args) -> RunConfig:
     if getattr(args, "overload", None):
         cfg.overload = args.overload
     validate(cfg)
-    cfg.device = resolve_device(cfg.device) if cfg.model["type"] == "eventhdr" else "cpu"
+    cfg.device = resolve_device(cfg.device) if cfg.model["type"] != "highpass" else "cpu"
     return cfg
 
 

@@ -13,7 +13,7 @@ from streaming.ring import OVERLOAD_POLICIES
 from streaming.windows import WindowPolicy
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "eventhdr_cpu.yaml"  # our trained network (weights/README.md)
+DEFAULT_CONFIG = CONFIG_DIR / "livehdr.yaml"  # our trained network (weights/README.md)
 
 
 @dataclass
@@ -71,13 +71,18 @@ def load_config(name: str | None = None) -> RunConfig:
     return cfg
 
 
+NAMED_MODELS = ("highpass", "pienet", "pienet-lite")  # models that --model takes by name, needing no file
+# a config's model types; "checkpoint": whichever of our networks its weights file holds
+MODEL_TYPES = (*NAMED_MODELS, "livehdr", "eventhdr", "checkpoint")
+
+
 def model_from_flag(value: str) -> dict:
-    """--model: 'highpass', or a checkpoint path (official EventHDR or ours)."""
-    if value == "highpass":
-        return {"type": "highpass"}
+    """--model: a named model (the filter, PIE-Net), or a checkpoint path (ours or the official EventHDR)."""
+    if value in NAMED_MODELS:
+        return {"type": value}
     if not Path(value).is_file():
-        raise InputError(f"--model {value}: no such checkpoint file (or use --model highpass)")
-    return {"type": "eventhdr", "weights": value}
+        raise InputError(f"--model {value}: no such checkpoint file (or name a model: {', '.join(NAMED_MODELS)})")
+    return {"type": "checkpoint", "weights": value}
 
 
 def validate(cfg: RunConfig) -> None:
@@ -85,8 +90,8 @@ def validate(cfg: RunConfig) -> None:
         raise InputError(f"bins must be at least 2, got {cfg.bins}")
     if cfg.overload not in OVERLOAD_POLICIES:
         raise InputError(f"overload policy {cfg.overload!r}: use one of {', '.join(OVERLOAD_POLICIES)}")
-    if cfg.model.get("type") not in ("highpass", "eventhdr"):
-        raise InputError(f"model type {cfg.model.get('type')!r}: use highpass or eventhdr")
+    if cfg.model.get("type") not in MODEL_TYPES:
+        raise InputError(f"model type {cfg.model.get('type')!r}: use one of {', '.join(MODEL_TYPES)}")
     _check_device(cfg.device)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from model.checkpoint import arch_from_state_dict, load_checkpoint, save_checkpoint
 from model.eventhdr import OFFICIAL_ARCH, EventHDRWrapper, make_arch
-from model.stream import EventHDRStream, load_eventhdr
+from model.stream import EventHDRStream, load_network
 from streaming.datatypes import InputError
 from tests.conftest import REPO
 from tests.test_eventhdr import SMALL, one_torch_thread, push_all, random_grids  # noqa: F401 (fixture)
@@ -64,13 +64,13 @@ def test_official_checkpoint_loads_and_gives_the_same_outputs(tmp_path, prefix):
     path = tmp_path / "EventHDR_model.pth"
     save_official(path, {prefix + k[len("model."):]: v for k, v in net.state_dict().items()}, tmp_path)
 
-    arch, sd = load_checkpoint(path)
-    assert arch == make_arch(SMALL)
+    family, arch, sd = load_checkpoint(path)
+    assert family == "eventhdr" and arch == make_arch(SMALL)
     assert sd.keys() == net.state_dict().keys()
     assert all(torch.equal(sd[k], v) for k, v in net.state_dict().items())
 
     grids = random_grids(5, 24, 40)
-    loaded = push_all(load_eventhdr(str(path), None, 24, 40), grids)
+    loaded = push_all(load_network(str(path), "eventhdr", None, 24, 40), grids)
     original = push_all(EventHDRStream(net.model, 24, 40), grids)
     for got, want in zip(loaded[2:], original[2:]):
         np.testing.assert_array_equal(got, want)
@@ -109,12 +109,12 @@ def test_our_checkpoint_round_trips_and_loads_weights_only(tmp_path):
     path = tmp_path / "ours.pth"
     save_checkpoint(path, net, {"epoch": 3, "data": "sim-v1"})
     raw = torch.load(path, weights_only=True)  # no allow-list needed
-    assert json.loads(raw["config"]) == {"arch": make_arch(SMALL), "epoch": 3, "data": "sim-v1"}
-    arch, sd = load_checkpoint(path)
+    assert json.loads(raw["config"]) == {"arch": make_arch(SMALL), "network": "eventhdr", "epoch": 3, "data": "sim-v1"}
+    _, arch, sd = load_checkpoint(path)
     assert arch == make_arch(SMALL)
     assert all(torch.equal(sd[k], v) for k, v in net.state_dict().items())
     save_checkpoint(tmp_path / "bare.pth", net.model)  # the bare network saves the same keys
-    assert load_checkpoint(tmp_path / "bare.pth")[1].keys() == sd.keys()
+    assert load_checkpoint(tmp_path / "bare.pth")[2].keys() == sd.keys()
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -122,7 +122,7 @@ def test_numpy_scalars_of_a_trainers_bookkeeping_load(tmp_path):
     path = tmp_path / "trainer.pth"
     torch.save({"state_dict": small_wrapper().state_dict(), "monitor_best": np.float32(0.5), "epoch": np.int64(40)},
                path)
-    assert load_checkpoint(path)[0] == make_arch(SMALL)
+    assert load_checkpoint(path)[1] == make_arch(SMALL)
 
 
 def test_arch_is_read_from_the_tensors():
@@ -134,7 +134,7 @@ def test_weights_whose_arch_disagrees_with_the_config_are_refused(tmp_path):
     path = tmp_path / "ours.pth"
     save_checkpoint(path, small_wrapper())
     with pytest.raises(InputError, match="remove `arch` or fix it"):
-        load_eventhdr(str(path), {**SMALL, "num_feat": 16}, 24, 40)
+        load_network(str(path), "eventhdr", {**SMALL, "num_feat": 16}, 24, 40)
 
 
 def _without(key):
@@ -165,7 +165,7 @@ def _damaged_pickle() -> bytes:
     (None, "no such file"),
     (b"not a checkpoint at all", "not a PyTorch checkpoint"),
     (b"PK\x03\x04 a damaged zip archive", "cannot be read as a safe PyTorch checkpoint"),
-    ((REPO / "weights" / "eventhdr_cpu.pth").read_bytes()[:50000], "cannot be read as a safe PyTorch checkpoint"),
+    ((REPO / "weights" / "livehdr.pth").read_bytes()[:50000], "cannot be read as a safe PyTorch checkpoint"),
     (b"\x80\x02K\x07.", "cannot be read as a safe PyTorch checkpoint"),  # a pickle of 7, not torch.save's
     (_damaged_pickle(), "cannot be read as a safe PyTorch checkpoint (EOFError, a damaged file)"),
     ([1, 2, 3], "no state_dict of named floating-point"),

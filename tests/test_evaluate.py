@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.evaluate import STANDARD_ROWS
 from model.factory import set_threads
 from model.tonemap import CausalToneMapper, official_postprocess
 from model.metrics import MAX_PSNR_DB, mu_law, percentile_normalise, psnr, sequence_metrics, ssim
@@ -51,15 +52,32 @@ def _table_rows(path):
             for line in path.read_text().splitlines() if line.startswith("| ") and "PSNR" not in line}
 
 
-def test_evaluate_cli_reports_the_baseline(tmp_path):
+DEFAULT_ROWS = {"blank", *STANDARD_ROWS, "livehdr (default)"}  # every table's: floor, filter, PIE-Net, ours
+
+
+def test_evaluate_cli_reports_every_standard_row_and_metric(tmp_path):
     write_moving_edge(tmp_path / "a.h5", seconds=0.3)
     r = run_cli("evaluate.py", tmp_path, "--out", tmp_path / "table.md")
     assert r.returncode == 0, r.stderr
     rows = _table_rows(tmp_path / "table.md")
-    assert set(rows) == {"highpass", "blank"}
-    psnr_db, ssim_v, mu_db = rows["highpass"]
-    assert 0 < psnr_db < 60 and -1 <= ssim_v <= 1 and 0 < mu_db < 60
-    assert rows["blank"][1] < ssim_v  # the filter shows the moving edge; a blank frame shows nothing
+    assert set(rows) == DEFAULT_ROWS == {"blank", "highpass", "pienet", "pienet-lite", "livehdr (default)"}
+    assert "| log PSNR (dB) | log SSIM |" in (tmp_path / "table.md").read_text()
+    for name, (psnr_db, ssim_v, mu_db, log_db, log_ssim) in rows.items():
+        assert 0 < psnr_db < 101 and -1 <= ssim_v <= 1 and 0 < mu_db < 101 and 0 < log_db < 101, name
+        assert -1 <= log_ssim <= 1, name
+    for model in ("highpass", "pienet", "livehdr (default)"):  # each shows the moving edge; a blank frame nothing
+        assert rows["blank"][1] < rows[model][1] and rows["blank"][4] < rows[model][4], model
+
+
+def test_log_domain_metrics_floor_what_is_not_positive_and_ignore_the_scale():
+    rng = np.random.default_rng(2)
+    truth = rng.random((3, 24, 24)) ** 3 + 1e-3
+    m = sequence_metrics(truth ** 0.5 * 9, truth)  # right in log, up to the gain a gamma gives it
+    assert m["log_ssim"] > 0.999 and m["log_psnr"] > 60
+    with_zeros = truth.copy()
+    with_zeros[:, :2] = 0  # an 8-bit frame's black: floored, not -inf
+    m = sequence_metrics(with_zeros, with_zeros)
+    assert m["log_ssim"] == 1.0 and np.isfinite(m["log_psnr"])
 
 
 def test_two_runs_with_the_same_checkpoint_name_get_a_row_each(tmp_path):
@@ -67,13 +85,13 @@ def test_two_runs_with_the_same_checkpoint_name_get_a_row_each(tmp_path):
     write_moving_edge(tmp_path / "a.h5", seconds=0.3)
     for run in ("r1", "r2"):
         (tmp_path / run).mkdir()
-        shutil.copy(REPO / "weights" / "eventhdr_cpu.pth", tmp_path / run / "model.pth")
+        shutil.copy(REPO / "weights" / "livehdr.pth", tmp_path / run / "model.pth")
     models = [str(tmp_path / "r1" / "model.pth"), str(tmp_path / "r2" / "model.pth")]
     r = run_cli("evaluate.py", tmp_path / "a.h5", "--model", models[0], "--model", models[1],
                 "--device", "cpu", "--out", tmp_path / "table.md", timeout=300)
     assert r.returncode == 0, r.stderr
     rows = _table_rows(tmp_path / "table.md")
-    assert set(rows) == {"highpass", "blank", *models}
+    assert set(rows) == {*DEFAULT_ROWS, *models}
     assert rows[models[0]] == rows[models[1]]  # the same weights score the same
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from model.eventhdr import OFFICIAL_ARCH, EventHDR, EventHDRWrapper, make_arch
 from model.layers import ConvLSTM, DCNPack, TSAFusion
-from model.stream import CentredPad, EventHDRStream, load_eventhdr
+from model.stream import CentredPad, EventHDRStream, load_network
 from streaming.datatypes import EventPacket, InputError, VoxelWindow
 from tests.conftest import TINY
 
@@ -249,15 +249,15 @@ def test_grid_of_the_wrong_shape_is_a_clear_error():
         stream.push(as_window(0, np.zeros((8, 24, 40), np.float32)))
 
 
-def test_load_eventhdr_random_init_and_arch_checks():
-    stream = load_eventhdr(None, {**SMALL}, 24, 40)
+def test_load_network_random_init_and_arch_checks():
+    stream = load_network(None, "eventhdr", {**SMALL}, 24, 40)
     assert stream.lookahead == 1
     assert stream.net.arch == make_arch(SMALL)
-    assert load_eventhdr(None, None, 24, 40).net.arch == OFFICIAL_ARCH
+    assert load_network(None, "eventhdr", None, 24, 40).net.arch == OFFICIAL_ARCH
     for bad, message in [({"num_feats": 8}, "unknown settings num_feats"),
                          ({"num_feat": 12, "deformable_groups": 8}, "multiple of"),
                          ({"num_frame": 4}, "odd"),
                          ({"num_in_ch": 7}, "num_in_ch must be even"),
                          ({"num_feat": 0}, "positive integer")]:
         with pytest.raises(InputError, match=message):
-            load_eventhdr(None, bad, 24, 40)
+            load_network(None, "eventhdr", bad, 24, 40)

@@ -1,5 +1,6 @@
 """Live input end to end: a DV network stream from a second process, no camera, AEDAT4 replay."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -258,3 +259,16 @@ def test_ctrl_c_stops_a_live_run(dvserver, tmp_path):
     assert time.monotonic() - t0 < 5  # the stream would go on for 30 s
     with h5py.File(tmp_path / "live.h5", "r") as f:
         assert 0 < len(f["seq"]) < 200
+
+
+def test_the_default_network_keeps_up_with_a_davis346_stream(dvserver, tmp_path):
+    """The product's promise on a laptop CPU: 25 ms windows of a DAVIS346-sized stream, nearly
+    every one a frame (a slower model merges windows), a frame well within 100 ms of its window."""
+    port, _ = dvserver("--seconds", "4", "--rate", "300000", "--width", "346", "--height", "260", "--wait-client")
+    r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", "--window-ms", "25", "--max-seconds", "30",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 0 and "model livehdr on cpu" in r.stdout, r.stdout + r.stderr
+    done = next(line for line in r.stdout.splitlines() if line.startswith("done:"))
+    windows, frames = (int(n) for n in re.search(r"(\d+) windows, (\d+) frames", done).groups())
+    p99 = float(re.search(r"p99 (\d+) ms", done).group(1))
+    assert windows > 140 and frames >= 0.9 * windows and p99 <= 100, done

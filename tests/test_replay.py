@@ -150,13 +150,14 @@ def test_stats_say_how_far_reading_runs_behind_the_source_clock(edge_h5):
     """A model slower than real time stalls a 1x replay (a replay never drops events), so reading
     falls behind the recording's clock: frame latency, counted from each window's close, does
     not show it; `behind` does. A replay at max has no clock to be behind."""
-    def run(config: str, rate: float) -> RunStats:
-        cfg = load_config(config)
-        # 2 ms: 500 windows a second, 3x what eventhdr_cpu does at this size on an idle 2-core machine
+    def run(model: str, rate: float) -> RunStats:
+        cfg = load_config("highpass")
+        cfg.model = {"type": model}
+        # 2 ms: 500 windows a second, more than PIE-Net does at this size on an idle 2-core machine
         cfg.window, cfg.publish = WindowPolicy("ms", ms=2), f"tcp://127.0.0.1:{free_port()}"
         return Pipeline(H5Source(edge_h5), cfg, rate, Outputs(stats_every_s=1e9), log=lambda s: None).run()
 
-    kept_up, stalled = run("highpass", 1.0), run("eventhdr_cpu", 1.0)
+    kept_up, stalled = run("highpass", 1.0), run("pienet", 1.0)
     assert stalled.windows == kept_up.windows > 100  # every window, however late
     assert kept_up.behind_max_s < 0.1 < 0.5 < stalled.behind_max_s
     assert "behind at most" in stalled.summary()
@@ -366,7 +367,7 @@ def test_timestamps_that_decrease_are_found_at_their_event_within_and_across_chu
     (["--stats-every", "-1"], "--stats-every must be a positive"), (["--record", "out.mp4"], "this writes HDF5"),
     (["--video", "no/such/folder/v.mp4"], "there is no folder no/such/folder"),
     (["--config", "eventhdr"], "model eventhdr has no weights"),  # random weights are not a model
-    (["--config", "weights/eventhdr_cpu.pth"], "not valid YAML"),
+    (["--config", "weights/livehdr.pth"], "not valid YAML"),
 ])
 def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
     r = run_cli("run_replay.py", edge_h5, *(f.replace("TMP", str(edge_h5.parent)) for f in flags))

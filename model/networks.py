@@ -1,0 +1,16 @@
+"""The registry of our networks: a family name (a config's `model: type:`) -> how to build one."""
+from __future__ import annotations
+
+from torch import nn
+
+from model.eventhdr import EventHDRWrapper, make_arch
+from model.livehdr import LiveHDR, make_live_arch
+
+# family -> (the trainable module, the check that completes and validates an `arch:`)
+NETWORKS = {"eventhdr": (EventHDRWrapper, make_arch), "livehdr": (LiveHDR, make_live_arch)}
+
+
+def build_network(family: str, arch: dict | None = None) -> nn.Module:
+    """A network of the family with random weights; arch: a config's settings (None: the default size)."""
+    cls, check = NETWORKS[family]
+    return cls(**check(arch))
