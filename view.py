@@ -12,6 +12,7 @@ window also closes when the pipeline ends.
 from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import argparse
+import asyncio
 import os
 import sys
 
@@ -21,6 +22,7 @@ import pygame  # noqa: E402  (after the variable that keeps its banner quiet)
 from streaming.datatypes import InputError  # noqa: E402
 from streaming.protocol import DEFAULT_ADDRESS  # noqa: E402
 from streaming.subscriber import Subscription  # noqa: E402
+from streaming.webview import DEFAULT_WEB, serve  # noqa: E402
 
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
 GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey
@@ -31,7 +33,13 @@ def main(argv=None) -> int:
     ap.add_argument("address", nargs="?", default=DEFAULT_ADDRESS,
                     help=f"the pipeline's address (default {DEFAULT_ADDRESS})")
     ap.add_argument("--scale", type=int, default=2, help="screen pixels per sensor pixel (default 2)")
+    ap.add_argument("--web", nargs="?", const=DEFAULT_WEB, metavar="[HOST:]PORT",
+                    help=f"serve a page for any number of browsers instead of opening a window (default "
+                         f"{DEFAULT_WEB}; 0.0.0.0:PORT lets other machines in)")
     args = ap.parse_args(argv)
+    if args.web:
+        asyncio.run(serve(args.address, args.web))
+        return 0
     if args.scale < 1:
         raise InputError(f"--scale {args.scale}: must be 1 or more")
     sub = Subscription(args.address, (b"preview", b"stats"))

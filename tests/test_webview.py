@@ -1,0 +1,205 @@
+"""The web viewer (view.py --web) on real replays: real ZeroMQ, the real server, a real headless
+Chromium driven by selenium, and raw sockets for a browser that stops reading."""
+import asyncio
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import aiohttp
+import cv2
+import h5py
+import numpy as np
+import pytest
+from selenium import webdriver
+from selenium.webdriver import ActionChains
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+from model.scenes import render_sequence
+from tests.conftest import REPO, WAIT_S, free_port, write_moving_edge
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+# what runs headless Chromium as root here, with nothing fetched from outside
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1000,800")
+
+
+@contextlib.contextmanager
+def web_viewer(address: str):
+    """view.py --web on a free port; yields its URL. Ends as a user ends it: Ctrl-C."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "view.py", address, "--web", f"127.0.0.1:{port}"], cwd=REPO, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT_S)
+        assert ready and "serving" in proc.stdout.readline(), proc.stderr.read() if proc.poll() is not None else ""
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(WAIT_S)
+        finally:
+            proc.kill()
+            proc.communicate()
+
+
+def replay(path, address: str, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "run_replay.py", str(path), "--model", "highpass", "--publish", address,
+                             "--wait-subscribers", "1", "--stats-every", "0.5", *flags],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("no headless browser here: get one with `apt-get install chromium chromium-driver`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def until(driver, script: str, timeout=WAIT_S):
+    """Wait until the page's script returns something true, and return it."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+
+
+def picture(driver) -> np.ndarray:
+    """The frame's canvas as the browser shows it: a real screenshot, in grey levels."""
+    png = driver.find_element("id", "frame").screenshot_as_png
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float64)
+
+
+def last_frame(path) -> np.ndarray:
+    with h5py.File(path) as f:
+        return f["frames"][-1]
+
+
+def likeness(shown: np.ndarray, radiance: np.ndarray) -> float:
+    """How far the picture shows the frame: the correlation of its grey levels with log radiance."""
+    small = cv2.resize(shown, radiance.shape[::-1], interpolation=cv2.INTER_AREA)
+    return np.corrcoef(small.ravel(), np.log(np.maximum(radiance, 1e-4)).ravel())[0, 1]
+
+
+def test_pages_show_a_replay_its_exposure_its_end_and_a_restart(tmp_path, browser):
+    render_sequence(tmp_path / "r.h5", seed=5, height=96, width=128, seconds=2.0)  # a textured HDR scene
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with web_viewer(address) as url:
+        browser.get(url)
+        first = browser.current_window_handle
+        browser.switch_to.new_window("window")
+        browser.get(url)
+        pages = [first, browser.current_window_handle]
+        assert "waiting for a pipeline" in until(browser, "return document.getElementById('state').textContent")
+        run = replay(tmp_path / "r.h5", address, "--record", str(tmp_path / "frames.h5"))
+        shown = []
+        for page in pages:  # both pages update while the replay runs
+            browser.switch_to.window(page)
+            shown.append(until(browser, "return viewer.shown >= 5 && viewer.shown"))
+        for page, before in zip(pages, shown):
+            browser.switch_to.window(page)
+            until(browser, f"return viewer.shown > {before} + 5")
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        ended = until(browser, "const s = document.getElementById('state').textContent; "
+                               "return s.includes('ended') && s")
+        assert "the pipeline ended" in ended
+        until(browser, "return viewer.shown === viewer.received")
+        # the last frame stays on the page, and shows the structure of the last frame published
+        assert likeness(picture(browser), last_frame(tmp_path / "frames.h5")) > 0.9, "the page does not show the frame"
+
+        slider = browser.find_element("id", "stops")
+        level = picture(browser).mean()  # the last frame stays: only the slider changes it now
+        ActionChains(browser).drag_and_drop_by_offset(slider, -60, 0).perform()
+        darker = picture(browser).mean()
+        ActionChains(browser).drag_and_drop_by_offset(slider, 120, 0).perform()
+        brighter = picture(browser).mean()
+        assert darker < level - 10 and brighter > level + 10, (darker, level, brighter)
+
+        again = replay(tmp_path / "r.h5", address, "--max-seconds", "0.5")
+        assert "restarted" in until(browser, "const s = document.getElementById('state').textContent; "
+                                             "return s.includes('restarted') && s")
+        again.communicate(timeout=60)
+
+
+def stalled_socket(url: str, ask_for_frames: bool) -> socket.socket:
+    """A WebSocket client that never reads: a paused page (asks for nothing more after its
+    upgrade), or a stalled network (keeps asking, so the server sends until the socket is full)."""
+    host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    if ask_for_frames:  # masked text frames, as a client must send; more than the socket could take
+        mask = os.urandom(4)
+        drawn = bytes(b ^ mask[i % 4] for i, b in enumerate(b"drawn"))
+        sock.sendall((struct.pack("!BB", 0x81, 0x80 | len(drawn)) + mask + drawn) * 10000)
+    return sock
+
+
+def queued_bytes(sock: socket.socket) -> int:
+    return struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_a_browser_that_stops_reading_slows_neither_the_pipeline_nor_other_pages(tmp_path):
+    # as fast as it goes: a pipeline that anything held back would show it in its frames/s
+    write_moving_edge(tmp_path / "r.h5", seconds=12.0, height=260, width=346, frame_us=1_000_000)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with web_viewer(address) as url:
+        run = replay(tmp_path / "r.h5", address, "--rate", "max", "--window-ms", "2")
+        try:
+            rates, frames, stalled = asyncio.run(_watch_with_and_without_stalled_pages(url))
+        finally:
+            run.kill()
+            run.communicate()
+    assert len(rates[0]) >= 4 and len(rates[1]) >= 4, rates
+    without, with_ = np.mean(rates[0][1:]), np.mean(rates[1])  # [1:]: the first is the start-up's
+    assert with_ > 0.5 * without, f"frames/s {without:.0f} without the stalled pages, {with_:.0f} with them"
+    assert frames[1] >= 10, "the reading page got no frames while the others stalled"
+    assert stalled > 65536, "the stalled socket was never filled"
+
+
+async def _watch_with_and_without_stalled_pages(url: str, phase_s: float = 3.0):
+    """The pipeline's frames/s (its stats, through the server) and the frames a reading page
+    got, for phase_s without, then phase_s with two stalled pages; and what the stalled
+    network has queued unread at the end."""
+    rates, frames, phase = ([], []), [0, 0], 0
+    async with aiohttp.ClientSession() as session, session.ws_connect(url + "ws") as page:
+        async def read():
+            async for msg in page:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    frames[phase] += 1
+                    await page.send_str("drawn")
+                elif '"stats"' in msg.data:
+                    rates[phase].extend(s["frames_per_s"] for s in json.loads(msg.data)["stats"] if s["frames"])
+        reader = asyncio.create_task(read())
+        deadline = time.monotonic() + WAIT_S
+        while not frames[0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(phase_s)
+        stalled = [stalled_socket(url, ask) for ask in (False, True)]
+        phase = 1
+        await asyncio.sleep(phase_s)
+        reader.cancel()
+        queued = queued_bytes(stalled[1])
+        for sock in stalled:
+            sock.close()
+    return rates, frames, queued
