@@ -28,6 +28,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from model.scenes import render_sequence
+from streaming.exposure import CURVES, render
 from tests.conftest import REPO, WAIT_S, free_port, write_moving_edge
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -125,6 +126,12 @@ def test_pages_show_a_replay_its_exposure_its_end_and_a_restart(tmp_path, browse
         # the last frame stays on the page, and shows the structure of the last frame published
         assert likeness(picture(browser), last_frame(tmp_path / "frames.h5")) > 0.9, "the page does not show the frame"
 
+        canvas = browser.find_element("id", "frame")
+        ActionChains(browser).move_to_element_with_offset(canvas, 5, 5).perform()
+        assert re.search(r"radiance -?[0-9.e+-]+, [+-][0-9.]+ stops", browser.find_element("id", "pointer").text)
+        assert browser.execute_script("return document.getElementById('histogram').getContext('2d')"
+                                      ".getImageData(0, 0, 256, 90).data.some((v) => v > 0)"), "no histogram"
+
         slider = browser.find_element("id", "stops")
         level = picture(browser).mean()  # the last frame stays: only the slider changes it now
         ActionChains(browser).drag_and_drop_by_offset(slider, -60, 0).perform()
@@ -203,3 +210,30 @@ async def _watch_with_and_without_stalled_pages(url: str, phase_s: float = 3.0):
         for sock in stalled:
             sock.close()
     return rates, frames, queued
+
+
+@pytest.mark.parametrize("web, message", [("127.0.0.1:0", "a port 1-65535"), ("localhost:http", "a port 1-65535"),
+                                          ("TAKEN", "cannot serve on 127.0.0.1")])
+def test_a_bad_or_taken_web_address_is_one_line(web, message):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web = web.replace("TAKEN", f"127.0.0.1:{taken.getsockname()[1]}")
+        r = subprocess.run([sys.executable, "view.py", "--web", web], cwd=REPO, env=ENV, capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_the_page_and_the_window_tone_map_alike(browser):
+    """streaming/web/tonemap.js and streaming/exposure.py are one design in two languages."""
+    radiance = np.concatenate([np.logspace(-7, 5, 97), [0.0, -1.0, np.inf, np.nan]]).astype(np.float32)
+    with web_viewer(f"tcp://127.0.0.1:{free_port()}") as url:
+        browser.get(url)
+        until(browser, "return typeof Tonemap === 'object'")
+        for curve, false_colour in [*((c, False) for c in CURVES), ("reinhard", True)]:
+            page = np.array(browser.execute_script(
+                "return arguments[0].map((v) => Tonemap.pixel(v ?? NaN, -3.2, 1.5, arguments[1], arguments[2]))",
+                [None if np.isnan(v) else float(v) if np.isfinite(v) else "Infinity" for v in radiance],
+                curve, false_colour))
+            window = render(radiance[None], -3.2, 1.5, curve, false_colour)[0, :, ::-1]  # BGR -> RGB
+            assert np.abs(page - window).max() <= 1, (curve, false_colour)  # 1: float32 against JS's float64

@@ -39,7 +39,8 @@ const Tonemap = (() => {
     }
   }
 
-  // Google's polynomial fit of the Turbo colour map (Apache-2.0), t in [0, 1] -> [r, g, b] in [0, 1].
+  // Google's polynomial fit of the Turbo colour map (Apache-2.0), t in [0, 1] -> [r, g, b] in [0, 1]
+  // (streaming/exposure.py's TURBO).
   function turbo(t) {
     const t2 = t * t, t3 = t2 * t, t4 = t3 * t, t5 = t4 * t;
     return [
@@ -56,7 +57,7 @@ const Tonemap = (() => {
   function pixel(radiance, keyStops, stops, curve, falseColour) {
     if (!Number.isFinite(radiance)) return radiance > 0 ? [255, 255, 255] : [0, 0, 0];
     const s = stopsOf(radiance) - keyStops + stops;  // stops from mid-grey, as shown
-    if (falseColour) return turbo(clamp01(s / FALSE_STOPS + 0.5)).map((c) => 255 * clamp01(c));
+    if (falseColour) return turbo(clamp01(s / FALSE_STOPS + 0.5)).map((c) => Math.round(255 * clamp01(c)));
     const x = GREY * Math.pow(2, s);
     const v = curve === "log" ? clamp01(s / LOG_STOPS + 0.5)
       : curve === "reinhard" ? display(x / (1 + x)) : display(x);
