@@ -5,7 +5,7 @@ const viewer = (() => {
   const $ = (id) => document.getElementById(id);
   const canvas = $("frame"), ctx = canvas.getContext("2d");
   const auto = new Tonemap.AutoExposure();
-  const HISTORY_S = 60, BINS = 64;
+  const HISTORY_S = 60, BINS = 64, MAX_ZOOM = 4;
   const state = { frame: null, lockedKey: null, stats: [], shown: 0, received: 0, ws: null };
 
   // float16 -> float32 by table: every browser has Float32Array, not all have Float16Array.
@@ -44,7 +44,10 @@ const viewer = (() => {
     const f = state.frame;
     if (!f) return;
     const { width: w, height: h } = f.header;
-    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    if (canvas.width !== w || canvas.height !== h) {
+      canvas.width = w; canvas.height = h;
+      canvas.style.maxWidth = `${w * MAX_ZOOM}px`;  // a small sensor's pixels stay pixels, not blotches
+    }
     const s = settings(), k = keyStops() ?? 0;
     const image = ctx.createImageData(w, h), out = image.data;
     for (let i = 0, j = 0; i < f.pixels.length; i++, j += 4) {
@@ -111,14 +114,15 @@ const viewer = (() => {
   }
 
   const fmt = (v, digits = 0) => (v === null || v === undefined ? "-" : v.toFixed(digits));
+  const ms = (v) => fmt(v, v !== null && v < 10 ? 1 : 0);
 
   function showStats(batch) {
     state.stats.push(...batch);
     const newest = state.stats[state.stats.length - 1];
     state.stats = state.stats.filter((s) => s.wall_s >= newest.wall_s - HISTORY_S);
-    $("stats").textContent = `${fmt(newest.frames_per_s, 1)} frames/s | latency ${fmt(newest.latency_p50_ms)} ms ` +
-      `(p99 ${fmt(newest.latency_p99_ms)}) | ${fmt(newest.events_per_s / 1e6, 2)} Mev/s | behind ` +
-      `${fmt(newest.behind_ms)} ms | merged ${newest.merged} | dropped ${newest.dropped} ` +
+    $("stats").textContent = `${fmt(newest.frames_per_s, 1)} frames/s | latency ${ms(newest.latency_p50_ms)} ms ` +
+      `(p99 ${ms(newest.latency_p99_ms)}) | ${fmt(newest.events_per_s / 1e6, 2)} Mev/s | behind ` +
+      `${ms(newest.behind_ms)} ms | merged ${newest.merged} | dropped ${newest.dropped} ` +
       `(${newest.dropped_events} events)`;
     drawPlot();
   }
@@ -141,7 +145,7 @@ const viewer = (() => {
       g.stroke();
       g.fillStyle = colour;
       g.font = "11px sans-serif";
-      g.fillText(`max ${top.toFixed(0)}`, field === "frames_per_s" ? 2 : c.width / 2, 11);
+      g.fillText(`max ${top.toFixed(top < 10 ? 1 : 0)}`, field === "frames_per_s" ? 2 : c.width / 2, 11);
     }
   }
 
