@@ -129,32 +129,31 @@ TOPICS = (b"frame", b"stats")
 def receive(feed: Feed, sub: Subscription, loop: asyncio.AbstractEventLoop, stop: threading.Event,
             failed: asyncio.Future) -> None:
     """The receiving thread: the pipeline's messages into the feed, one subscription per run
-    (a pipeline that ends is waited for again at the same address). A publisher that is not a
-    pipeline's fails the server."""
+    (a pipeline that ends is waited for again at the same address)."""
     post = loop.call_soon_threadsafe
     try:
         while not stop.is_set():
-            ended = _relay_run(feed, sub, post, stop)
-            sub.close()
+            try:
+                ended = _relay_run(feed, sub, post, stop)
+            finally:
+                sub.close()
             if ended or sub.gone:
                 post(feed.set_state, "ended" if ended else "gone")
                 sub = Subscription(feed.address, TOPICS)
-    except InputError as e:
-        sub.close()
+    except Exception as e:  # an InputError, or a bug: either must end the server, not leave a stale page
         post(failed.set_exception, e)
 
 
 def _relay_run(feed: Feed, sub: Subscription, post, stop: threading.Event) -> bool:
     """One pipeline's messages, until it ends (True), goes or the server stops."""
-    last_seq = None
-    while not (stop.is_set() or sub.gone):
+    last_seq, ended = None, False
+    while not (stop.is_set() or sub.gone or ended):
         newest = None
-        while msg := sub.recv(POLL_MS if newest is None else 0):  # drain: only the newest is shown
+        while not ended and (msg := sub.recv(POLL_MS if newest is None else 0)):  # drain: only the newest is shown
             topic, header, image = msg
             if topic == "stats":
                 post(feed.add_stats, header)
-                if header.get("final"):
-                    return True
+                ended = bool(header.get("final"))
             else:
                 newest = header, image
         if newest is not None:
@@ -163,7 +162,7 @@ def _relay_run(feed: Feed, sub: Subscription, post, stop: threading.Event) -> bo
                 post(feed.set_state, "live", header.get("run", {}))
             last_seq = header["seq"]
             post(feed.set_frame, encode_frame(header, image))
-    return False
+    return ended
 
 
 def make_app(feed: Feed) -> web.Application:

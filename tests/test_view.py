@@ -4,12 +4,12 @@ import os
 import re
 import select
 import shutil
+import struct
 import subprocess
 import sys
 import threading
 import time
 
-import av
 import numpy as np
 import pytest
 import zmq
@@ -20,63 +20,86 @@ ENV = {**{k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_D
 XDOTOOL = shutil.which("xdotool")
 
 
+class XDisplay:
+    """An X server of the test's own (Xvfb on a free display number), and what its screen shows."""
+
+    def __init__(self, fbdir):
+        self._fbdir = fbdir
+        read, write = os.pipe()
+        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24",
+                                       "-nolisten", "tcp", "-fbdir", str(fbdir)],
+                                      pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        number = b""
+        while not number.endswith(b"\n") and select.select([read], [], [], WAIT_S)[0]:
+            if not (more := os.read(read, 64)):
+                break
+            number += more
+        os.close(read)  # only now: Xvfb fails where the pipe closes before it has written all of it
+        number = number.decode().strip()
+        if not number.isdigit():
+            self.close()
+            pytest.fail("Xvfb did not start")
+        self.env = {**ENV, "DISPLAY": f":{number}"}
+
+    def screen(self) -> np.ndarray:
+        """The screen as BGR, from the frame buffer that Xvfb keeps in a file (XWD format:
+        a big-endian header, a colour map, then 32-bit little-endian BGRX pixels)."""
+        data = np.fromfile(self._fbdir / "Xvfb_screen0", np.uint8)
+        fields = struct.unpack(">25I", data[:100].tobytes())
+        header, height, bytes_per_line, colours = fields[0], fields[5], fields[12], fields[19]
+        start = header + 12 * colours
+        return data[start:start + height * bytes_per_line].reshape(height, bytes_per_line // 4, 4)[:, :, :3]
+
+    def close(self) -> None:
+        self._xvfb.terminate()
+        self._xvfb.wait()
+
+
 @pytest.fixture
-def x_display():
-    """An X server of the test's own (Xvfb on a free display number); yields the environment
-    that points to it."""
+def x_display(tmp_path):
     if not shutil.which("Xvfb"):
         pytest.skip("no Xvfb here: get it with `apt-get install xvfb`")
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    try:
-        ready, _, _ = select.select([read], [], [], WAIT_S)
-        number = os.read(read, 64).decode().strip() if ready else ""
-        assert number.isdigit(), "Xvfb did not start"
-        yield {**ENV, "DISPLAY": f":{number}"}
-    finally:
-        os.close(read)
-        xvfb.terminate()
-        xvfb.wait()
+    display = XDisplay(tmp_path)
+    yield display
+    display.close()
 
 
-def xdotool(env, *args) -> str:
-    return subprocess.run([XDOTOOL, *args], env=env, capture_output=True, text=True, timeout=WAIT_S).stdout
+def xdotool(display: XDisplay, *args) -> str:
+    return subprocess.run([XDOTOOL, *args], env=display.env, capture_output=True, text=True, timeout=WAIT_S).stdout
 
 
-def window_picture(env, shows=lambda picture: True) -> np.ndarray:
+def window_picture(display: XDisplay, shows=lambda picture: True) -> np.ndarray:
     """The viewer's window as the X server shows it (BGR), once its title says a frame is in
     and its picture `shows` what is expected (a repaint lags a key press or a title)."""
     deadline = time.monotonic() + WAIT_S
-    while not (window := xdotool(env, "search", "--name", "latency").split()) and time.monotonic() < deadline:
+    while not (window := xdotool(display, "search", "--name", "latency").split()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert window, "no window titled with a frame's latency"
-    geometry = dict(line.split("=") for line in xdotool(env, "getwindowgeometry", "--shell", window[0]).split())
+    geometry = dict(line.split("=") for line in xdotool(display, "getwindowgeometry", "--shell", window[0]).split())
     x, y, w, h = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
     while True:
-        with av.open(env["DISPLAY"], format="x11grab", options={"video_size": "1024x768"}) as screen:
-            picture = next(screen.decode(video=0)).to_ndarray(format="bgr24")[y:y + h, x:x + w].astype(np.float64)
+        picture = display.screen()[y:y + h, x:x + w].astype(np.float64)
         if shows(picture) or time.monotonic() > deadline:
             return picture
         time.sleep(0.1)
 
 
-def viewer(address, env, *flags) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "view.py", address, *flags], cwd=REPO, env=env,
+def viewer(address, display: XDisplay, *flags) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "view.py", address, *flags], cwd=REPO, env=display.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def replay(path, address, env, *flags) -> subprocess.Popen:
+def replay(path, address, *flags) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "run_replay.py", str(path), "--model", "highpass", "--publish", address,
                              "--wait-subscribers", "1", *flags],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_the_viewer_shows_a_replay_until_it_ends(edge_h5, x_display):
     address = f"tcp://127.0.0.1:{free_port()}"
-    run = replay(edge_h5, address, x_display, "--rate", "2x")
-    shown = subprocess.run([sys.executable, "view.py", address, "--scale", "3"], cwd=REPO, env=x_display,
+    run = replay(edge_h5, address, "--rate", "2x")
+    shown = subprocess.run([sys.executable, "view.py", address, "--scale", "3"], cwd=REPO, env=x_display.env,
                            capture_output=True, text=True, timeout=60)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
@@ -91,7 +114,7 @@ def test_the_viewers_keys_change_exposure_and_colours_and_close_it(tmp_path, x_d
     write_moving_edge(tmp_path / "r.h5", seconds=30.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     window = viewer(address, x_display, "--scale", "4")
-    run = replay(tmp_path / "r.h5", address, x_display)
+    run = replay(tmp_path / "r.h5", address)
     try:
         def structured(p):
             return p.std() > 3
@@ -120,8 +143,8 @@ def test_the_viewers_keys_change_exposure_and_colours_and_close_it(tmp_path, x_d
 
 @pytest.mark.parametrize("flags", [["--scale", "0"], ["--scale", "17"]])
 def test_a_scale_out_of_bounds_is_one_line(flags, x_display):
-    r = subprocess.run([sys.executable, "view.py", *flags], cwd=REPO, env=x_display, capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run([sys.executable, "view.py", *flags], cwd=REPO, env=x_display.env, capture_output=True,
+                       text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "give 1 to 16" in r.stderr, r.stderr
 
 
@@ -151,7 +174,7 @@ def test_a_publisher_that_is_not_a_pipeline_is_one_line(tmp_path, consumer, x_di
         sender.start()
         try:
             r = subprocess.run([sys.executable, *(fill.get(a, a) for a in consumer), address], cwd=REPO,
-                               env=x_display, capture_output=True, text=True, timeout=60)
+                               env=x_display.env, capture_output=True, text=True, timeout=60)
         finally:
             done.set()
             sender.join()
@@ -163,7 +186,7 @@ def test_the_viewer_closes_when_a_killed_pipeline_goes_away(tmp_path, x_display)
     write_moving_edge(tmp_path / "r.h5", seconds=30.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     window = viewer(address, x_display)
-    run = replay(tmp_path / "r.h5", address, x_display, "--stats-every", "0.5")
+    run = replay(tmp_path / "r.h5", address, "--stats-every", "0.5")
     try:
         for line in run.stdout:
             if "Mev/s" in line:  # a stats line: frames flow to the viewer
