@@ -171,24 +171,24 @@ def test_a_browser_that_stops_reading_slows_neither_the_pipeline_nor_other_pages
     write_moving_edge(tmp_path / "r.h5", seconds=12.0, height=260, width=346, frame_us=1_000_000)
     address = f"tcp://127.0.0.1:{free_port()}"
     with web_viewer(address) as url:
-        run = replay(tmp_path / "r.h5", address, "--rate", "max", "--window-ms", "2")
+        run = replay(tmp_path / "r.h5", address, "--rate", "max", "--window-ms", "1")
         try:
             rates, frames, stalled = asyncio.run(_watch_with_and_without_stalled_pages(url))
         finally:
             run.kill()
             run.communicate()
-    assert len(rates[0]) >= 4 and len(rates[1]) >= 4, rates
-    without, with_ = np.mean(rates[0][1:]), np.mean(rates[1])  # [1:]: the first is the start-up's
+    assert all(len(r) >= 6 for r in rates), rates
+    without, with_ = map(np.median, rates)
     assert with_ > 0.5 * without, f"frames/s {without:.0f} without the stalled pages, {with_:.0f} with them"
     assert frames[1] >= 10, "the reading page got no frames while the others stalled"
-    assert stalled > 65536, "the stalled socket was never filled"
+    assert min(stalled) > 65536, "a stalled socket was never filled"
 
 
-async def _watch_with_and_without_stalled_pages(url: str, phase_s: float = 3.0):
+async def _watch_with_and_without_stalled_pages(url: str, phase_s: float = 2.0):
     """The pipeline's frames/s (its stats, through the server) and the frames a reading page
-    got, for phase_s without, then phase_s with two stalled pages; and what the stalled
-    network has queued unread at the end."""
-    rates, frames, phase = ([], []), [0, 0], 0
+    got, without and with two stalled pages, in turns of phase_s (so that the machine's other
+    load falls on both alike); and what each stalled network had queued unread."""
+    rates, frames, stalled, phase = ([], []), [0, 0], [], 0
     async with aiohttp.ClientSession() as session, session.ws_connect(url + "ws") as page:
         async def read():
             async for msg in page:
@@ -201,15 +201,16 @@ async def _watch_with_and_without_stalled_pages(url: str, phase_s: float = 3.0):
         deadline = time.monotonic() + WAIT_S
         while not frames[0] and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(phase_s)
-        stalled = [stalled_socket(url, ask) for ask in (False, True)]
-        phase = 1
-        await asyncio.sleep(phase_s)
+        await asyncio.sleep(0.6)  # past the start-up's stats
+        rates[0].clear()
+        for phase in (0, 1, 0, 1):
+            sockets = [stalled_socket(url, ask) for ask in (False, True)] if phase else []
+            await asyncio.sleep(phase_s)
+            for sock in sockets:
+                stalled.append(queued_bytes(sock))
+                sock.close()
         reader.cancel()
-        queued = queued_bytes(stalled[1])
-        for sock in stalled:
-            sock.close()
-    return rates, frames, queued
+    return rates, frames, stalled[1::2]
 
 
 @pytest.mark.parametrize("web, message", [("127.0.0.1:0", "a port 1-65535"), ("localhost:http", "a port 1-65535"),

@@ -48,6 +48,7 @@ const viewer = (() => {
       canvas.width = w; canvas.height = h;
       canvas.style.maxWidth = `${w * MAX_ZOOM}px`;  // a small sensor's pixels stay pixels, not blotches
     }
+    const start = performance.now();
     const s = settings(), k = keyStops() ?? 0;
     const image = ctx.createImageData(w, h), out = image.data;
     for (let i = 0, j = 0; i < f.pixels.length; i++, j += 4) {
@@ -58,7 +59,8 @@ const viewer = (() => {
     drawHistogram(f.pixels, k - s.stops);
     const hd = f.header;
     $("frame-info").textContent = `frame ${hd.seq}, t ${(hd.t_end_us / 1e6).toFixed(3)} s, latency ` +
-      `${hd.latency_ms.toFixed(0)} ms, ${w}x${h} ${hd.dtype}; shown ${state.shown} of ${state.received}`;
+      `${hd.latency_ms.toFixed(0)} ms, ${w}x${h} ${hd.dtype}; shown ${state.shown} of ${state.received}, ` +
+      `drawn in ${(performance.now() - start).toFixed(0)} ms`;
   }
 
   // log10 radiance; the mark is mid-grey as exposed now
