@@ -134,23 +134,27 @@ def receive(feed: Feed, sub: Subscription, loop: asyncio.AbstractEventLoop, stop
     try:
         while not stop.is_set():
             try:
-                ended = _relay_run(feed, sub, post, stop)
+                outcome = _relay_run(feed, sub, post, stop)
             finally:
                 sub.close()
-            if ended or sub.gone:
-                post(feed.set_state, "ended" if ended else "gone")
+            if outcome:
+                post(feed.set_state, outcome)
+            if not stop.is_set():
                 sub = Subscription(feed.address, TOPICS)
     except Exception as e:  # an InputError, or a bug: either must end the server, not leave a stale page
         post(failed.set_exception, e)
 
 
-def _relay_run(feed: Feed, sub: Subscription, post, stop: threading.Event) -> bool:
-    """One pipeline's messages, until it ends (True), goes or the server stops."""
-    last_seq, ended = None, False
+def _relay_run(feed: Feed, sub: Subscription, post, stop: threading.Event) -> str | None:
+    """One pipeline's messages, until the server stops or the run is over: "ended" (its final
+    stats came), "gone" (its connection closed first), or None: stopped, or a connection that
+    brought nothing, such as one that reached a pipeline in its last moments after its end."""
+    last_seq, ended, heard = None, False, False
     while not (stop.is_set() or sub.gone or ended):
         newest = None
         while not ended and (msg := sub.recv(POLL_MS if newest is None else 0)):  # drain: only the newest is shown
             topic, header, image = msg
+            heard = True
             if topic == "stats":
                 post(feed.add_stats, header)
                 ended = bool(header.get("final"))
@@ -162,7 +166,7 @@ def _relay_run(feed: Feed, sub: Subscription, post, stop: threading.Event) -> bo
                 post(feed.set_state, "live", header.get("run", {}))
             last_seq = header["seq"]
             post(feed.set_frame, encode_frame(header, image))
-    return ended
+    return "ended" if ended else "gone" if sub.gone and heard else None
 
 
 def make_app(feed: Feed) -> web.Application:

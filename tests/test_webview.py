@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import ActionChains
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
@@ -78,8 +79,13 @@ def browser(tmp_path):
 
 
 def until(driver, script: str, timeout=WAIT_S):
-    """Wait until the page's script returns something true, and return it."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+    """Wait until the page's script returns something true, and return it; a timeout says
+    what the page's state line showed."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+    except TimeoutException:
+        pytest.fail(f"waited {timeout} s for {script!r}; the page says: {driver.find_element('id', 'state').text!r}, "
+                    f"{driver.find_element('id', 'frame-info').text!r}")
 
 
 def picture(driver) -> np.ndarray:
