@@ -65,5 +65,5 @@ const Tonemap = (() => {
     return [g, g, g];
   }
 
-  return { AutoExposure, key, pixel, turbo, stopsOf, FALSE_STOPS };
+  return { AutoExposure, pixel, turbo, stopsOf, FALSE_STOPS };
 })();

@@ -6,7 +6,7 @@ const viewer = (() => {
   const canvas = $("frame"), ctx = canvas.getContext("2d");
   const auto = new Tonemap.AutoExposure();
   const HISTORY_S = 60, BINS = 64, MAX_ZOOM = 4;
-  const state = { frame: null, lockedKey: null, stats: [], shown: 0, received: 0, ws: null };
+  const state = { frame: null, lockedKey: null, stats: [], shown: 0, received: 0 };
 
   // float16 -> float32 by table: every browser has Float32Array, not all have Float16Array.
   const HALF = (() => {
@@ -168,7 +168,6 @@ const viewer = (() => {
   function connect() {
     const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
     ws.binaryType = "arraybuffer";
-    state.ws = ws;
     ws.onmessage = (e) => {
       if (typeof e.data === "string") {
         const msg = JSON.parse(e.data);
