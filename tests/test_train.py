@@ -225,7 +225,7 @@ def start_and_signal(command, log, sig):
     return p
 
 
-LIVE_ONLY = ("zmq", "av", "dv_processing", "pygame", "rosbags")  # absent from a GPU machine's own Python
+LIVE_ONLY = ("zmq", "av", "dv_processing", "cv2", "aiohttp", "rosbags")  # absent from a GPU machine's own Python
 
 
 def run_without_live_packages(*args):
