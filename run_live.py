@@ -7,7 +7,7 @@ network stream.
   python run_live.py --camera tcp://HOST:PORT      # a DV event stream (DV software, or --serve-events)
   python run_live.py --camera --serve-events 0.0.0.0:7777   # camera machine: forward raw events only
 """
-from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+from streaming.exits import Terminated, run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import signal
 import time
@@ -84,7 +84,7 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
         print(pipeline.stats.summary())  # each connection's own, a lost one's too
         print_outputs(out)
         if not lost:
-            return 0
+            return pipeline.exit_status
         if not args.reconnect:
             return 1
         if not lost.still_there:  # a server that has just ended its stream may still take a connection
@@ -96,7 +96,7 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
 
 
 def _interrupt(*_):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _serve(args, ap) -> int:

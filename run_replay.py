@@ -29,10 +29,10 @@ def main(argv=None) -> int:
     source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
     print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
           f"model {cfg.model['type']} on {cfg.device}; publishing on {cfg.publish}", flush=True)
-    stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()
-    print(stats.summary())
+    pipeline = Pipeline(source, cfg, rate, outputs(args), args.max_seconds)
+    print(pipeline.run().summary())
     print_outputs(outputs(args))
-    return 0
+    return pipeline.exit_status
 
 
 if __name__ == "__main__":

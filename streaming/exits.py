@@ -3,7 +3,9 @@
 Imports nothing of the live path, so that the offline tools (train.py, evaluate.py) run where
 its packages (ZeroMQ, PyAV) are missing, such as a GPU machine's own Python."""
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -20,6 +22,40 @@ def _quiet_interrupt(kind, value, tb, _default=sys.excepthook):
 sys.excepthook = _quiet_interrupt
 
 from streaming.datatypes import InputError  # noqa: E402
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
+
+
+class StopSignals:
+    """Ctrl-C and SIGTERM as requests to stop, heard while the `with` block runs: they set a
+    flag rather than raise KeyboardInterrupt. An exception raised inside a finalizer or a
+    library's callback is only printed (one replay in our tests ran to its end after Ctrl-C),
+    and one raised halfway through writing a frame tears it. The first signal sets `first`
+    (stop taking input, finish what is queued); another sets `second` (drop what is queued).
+    Only the main thread hears signals: elsewhere nothing is installed."""
+
+    def __init__(self):
+        self.first, self.second = threading.Event(), threading.Event()
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._heard) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _heard(self, signum, _frame):
+        self.signum = self.signum or signum
+        (self.second if self.first.is_set() else self.first).set()
+
+    @property
+    def exit_status(self) -> int:
+        """0, or what a shell reports for a process the first signal ended: 130 (SIGINT), 143 (SIGTERM)."""
+        return 128 + self.signum if self.signum else 0
 
 
 def check_output_folder(path: str | Path, what: str) -> None:
@@ -56,16 +92,22 @@ def run_main(main) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, Exception) as e:
-        if not _interrupted(e):
+        interrupt = _interrupt(e)
+        if interrupt is None:
             raise
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + getattr(interrupt, "signum", signal.SIGINT))
 
 
-def _interrupted(e: BaseException | None) -> bool:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where a front takes it as Ctrl-C, ending with SIGTERM's status (143)."""
+    signum = signal.SIGTERM
+
+
+def _interrupt(e: BaseException | None) -> KeyboardInterrupt | None:
     """A Ctrl-C inside a Numba-compiled function comes out as a SystemError raised from it."""
     while e is not None:
         if isinstance(e, KeyboardInterrupt):
-            return True
+            return e
         e = e.__cause__ or e.__context__
-    return False
+    return None

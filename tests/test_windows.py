@@ -45,8 +45,8 @@ def test_ms_windows_span_quiet_periods():
     w = Windower(WindowPolicy("ms", ms=1))
     mk = lambda t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
                                np.ones(len(t), np.int8))
-    assert w.add_events(mk([0, 500])) == []
-    out = w.add_events(mk([5200]))  # 5 ms of silence: windows keep their constant rate
+    assert list(w.add_events(mk([0, 500]))) == []
+    out = list(w.add_events(mk([5200])))  # 5 ms of silence: windows keep their constant rate
     assert [len(x.events) for x in out] == [2, 0, 0, 0, 0]
     assert [x.t_end_us for x in out] == [1000, 2000, 3000, 4000, 5000]
 
@@ -63,9 +63,9 @@ def test_event_count_windows_with_a_longest_duration_cover_quiet_periods():
     w = Windower(WindowPolicy("events", events=3, max_ms=1))
     mk = lambda t: EventPacket(np.array(t, np.int64), np.zeros(len(t), np.uint16), np.zeros(len(t), np.uint16),
                                np.ones(len(t), np.int8))
-    out = w.add_events(mk([0, 100, 200, 300, 400]))
+    out = list(w.add_events(mk([0, 100, 200, 300, 400])))
     assert [(len(x.events), x.t_end_us) for x in out] == [(3, 201)]  # busy: ended by the count
-    out = w.add_events(mk([5200]))  # then 5 ms of quiet: ended by the clock, 1 ms after each start
+    out = list(w.add_events(mk([5200])))  # then 5 ms of quiet: ended by the clock, 1 ms after each start
     assert [(len(x.events), x.t_end_us) for x in out] == [(2, 1201), (0, 2201), (0, 3201), (0, 4201)]
     assert [(len(x.events), x.t_start_us, x.t_end_us) for x in w.flush()] == [(1, 4201, 5201)]
 
@@ -92,7 +92,7 @@ def test_event_count_windows_hold_their_span(tmp_path):
     did). So every window holds its N events or a few more, all inside [t_start, t_end)."""
     t = np.array([0, 10, 20, 20, 20, 30, 40, 50], np.int64)
     w = Windower(WindowPolicy("events", events=3))
-    wins = w.add_events(EventPacket(t, *np.zeros((2, len(t)), np.uint16), np.ones(len(t), np.int8))) + w.flush()
+    wins = [*w.add_events(EventPacket(t, *np.zeros((2, len(t)), np.uint16), np.ones(len(t), np.int8))), *w.flush()]
     assert [x.events.t.tolist() for x in wins] == [[0, 10, 20, 20, 20], [30, 40, 50]]
     if not STREET_AEDAT4.exists():
         pytest.skip(f"{STREET_AEDAT4} is missing")
