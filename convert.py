@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     # half-written file to be mistaken for a recording, and never costs the file it would replace
     partial = out.with_name(f".{out.name}.partial")
     try:
-        with EventH5Writer(partial, src.height, src.width) as writer:
+        with EventH5Writer(partial, src.height, src.width, out) as writer:
             events, images = _copy(src, writer, args.file)
         partial.replace(out)
     finally:

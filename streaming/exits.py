@@ -68,6 +68,20 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise InputError(f"{what} {path}: the folder {folder} is not writable")
 
 
+ROOM_KEPT_FREE = 1 << 20  # bytes a write of a recording or video leaves free, to close the file in
+
+
+def require_room(path: str | Path, nbytes: int, survives: str = "", name: str | Path | None = None) -> None:
+    """Checked before each write of a recording or a video: a file whose writer ran out of space
+    halfway cannot be closed (HDF5's clean-up crashed the process; an mp4 without its index does
+    not play). So the room to close it is kept free. survives: what the message adds about what
+    the file keeps; name: the file as the user knows it, where it is written under another."""
+    st = os.statvfs(Path(path).resolve().parent)
+    room = st.f_bavail * st.f_frsize
+    if room < nbytes + ROOM_KEPT_FREE:
+        raise InputError(f"{name or path}: no space left on the device ({room >> 10} KiB free){survives}")
+
+
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether writing a would overwrite b: the same path, a link, or a hard link to it."""
     return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)

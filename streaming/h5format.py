@@ -5,6 +5,11 @@ See shared/spec/event-h5-format.md. Inside the program events are EventPackets
 """
 from __future__ import annotations
 
+import atexit
+import errno
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -12,6 +17,7 @@ import numpy as np
 
 from streaming.datatypes import (EventPacket, InputError, ReferenceFrame, check_sensor_size, reference_image,
                                  require_on_sensor)
+from streaming.exits import require_room
 
 CHUNK_EVENTS = 1 << 20
 MAX_SPAN_IN_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
@@ -22,6 +28,45 @@ def check_h5_name(path: str | Path, what: str) -> None:
     """HDF5 goes out under an HDF5 suffix only: an out.mp4 or out.aedat4 would mislead every reader."""
     if Path(path).suffix.lower() not in H5_SUFFIXES:
         raise InputError(f"{what} {path}: this writes HDF5; name the file {' or '.join(H5_SUFFIXES)}")
+
+
+class WriteGuard:
+    """Writes to an HDF5 file that a full disk (or a failing one) ends in one line.
+
+    HDF5 that runs out of space halfway through a write cannot close that file any more: its
+    clean-up at exit crashed the process (a segfault after a 45-line traceback). So each write
+    first checks that the disk has room for it and for closing the file (require_room). Should a write fail
+    all the same (another program filled the disk meanwhile), the file is never touched again,
+    and the process ends without HDF5's clean-up, after Python's own (status 2, as the user
+    error it reports). What was flushed before stays readable."""
+
+    def __init__(self, path: str | Path, name: str | Path | None = None):
+        self.path, self.name = Path(path), name or path  # name: the file as the user knows it
+        self.failed = False
+
+    def writing(self, nbytes: int, survives: str = ""):
+        """A context for a write of about nbytes; survives: what the message adds about what the
+        file keeps."""
+        require_room(self.path, nbytes, survives, self.name)
+        return self.closing(survives)
+
+    @contextmanager
+    def closing(self, survives: str = ""):
+        """A context for closing the file: into the room that writing() kept free."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:  # what h5py raises for HDF5's errors
+            self.failed = True
+            atexit.register(_exit_without_hdf5_cleanup)
+            full = getattr(e, "errno", None) == errno.ENOSPC or "errno = 28" in str(e)
+            reason = "no space left on the device" if full else f"cannot write ({str(e).splitlines()[0]})"
+            raise InputError(f"{self.name}: {reason}{survives}") from None
+
+
+def _exit_without_hdf5_cleanup() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _seconds_to_us(ts: np.ndarray) -> np.ndarray:
@@ -161,16 +206,19 @@ def _as_read(image: np.ndarray) -> np.ndarray:
 class EventH5Writer:
     """Writes every field of the spec, appending as it goes (simulators stream into it)."""
 
-    def __init__(self, path: str | Path, height: int, width: int):
+    def __init__(self, path: str | Path, height: int, width: int, name: str | Path | None = None):
+        """name: the file as messages call it (convert.py writes under a temporary name)."""
         try:
             self._f = h5py.File(path, "w")
         except OSError as e:
-            raise InputError(f"cannot write {path}: {e}") from None
+            raise InputError(f"cannot write {name or path}: {e}") from None
+        self._guard = WriteGuard(path, name)
         self.height, self.width = height, width
-        ev = self._f.create_group("events")
-        for name, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
-            ev.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(1 << 16,))
-        self._images = self._f.create_group("images")
+        with self._guard.writing(0):
+            ev = self._f.create_group("events")
+            for field, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
+                ev.create_dataset(field, (0,), dtype=dt, maxshape=(None,), chunks=(1 << 16,))
+            self._images = self._f.create_group("images")
         self._n = self._pos = self._nimg = 0
         self._t0 = self._tk = None
 
@@ -179,10 +227,11 @@ class EventH5Writer:
         if n == 0:
             return
         d = self._f["events"]
-        for name, arr in (("xs", ev.x.astype(np.int16)), ("ys", ev.y.astype(np.int16)),
-                          ("ts", ev.t.astype(np.float64) * 1e-6), ("ps", ev.p > 0)):
-            d[name].resize((self._n + n,))
-            d[name][self._n:] = arr
+        with self._guard.writing(13 * n):  # xs, ys, ts, ps: 2 + 2 + 8 + 1 bytes an event
+            for name, arr in (("xs", ev.x.astype(np.int16)), ("ys", ev.y.astype(np.int16)),
+                              ("ts", ev.t.astype(np.float64) * 1e-6), ("ps", ev.p > 0)):
+                d[name].resize((self._n + n,))
+                d[name][self._n:] = arr
         self._n += n
         self._pos += int((ev.p > 0).sum())
         self._t0 = int(ev.t[0]) if self._t0 is None else self._t0
@@ -203,18 +252,22 @@ class EventH5Writer:
             start = max(0, self._n - (1 << 16))
             k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
             event_idx = max(k - 1, 0)
-        d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
-        d.attrs.update(timestamp=t_us * 1e-6, event_idx=event_idx, size=image.shape, type="greyscale")
+        with self._guard.writing(image.nbytes):
+            d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
+            d.attrs.update(timestamp=t_us * 1e-6, event_idx=event_idx, size=image.shape, type="greyscale")
         self._nimg += 1
 
     def close(self):
-        a = self._f.attrs
-        a["sensor_resolution"] = np.array([self.height, self.width])
-        t0, tk = (self._t0 or 0) * 1e-6, (self._tk or 0) * 1e-6
-        a.update(num_events=self._n, num_pos=self._pos, num_neg=self._n - self._pos,
-                 duration=tk - t0, t0=t0, tk=tk, num_imgs=self._nimg, num_flow=0)
-        self._images.attrs["num_images"] = self._nimg
-        self._f.close()
+        if self._guard.failed:  # HDF5 cannot close it (WriteGuard)
+            return
+        with self._guard.closing():
+            a = self._f.attrs
+            a["sensor_resolution"] = np.array([self.height, self.width])
+            t0, tk = (self._t0 or 0) * 1e-6, (self._tk or 0) * 1e-6
+            a.update(num_events=self._n, num_pos=self._pos, num_neg=self._n - self._pos,
+                     duration=tk - t0, t0=t0, tk=tk, num_imgs=self._nimg, num_flow=0)
+            self._images.attrs["num_images"] = self._nimg
+            self._f.close()
 
     def __enter__(self):
         return self

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from streaming.datatypes import Frame, InputError
-from streaming.h5format import check_h5_name
+from streaming.h5format import WriteGuard, check_h5_name
 from streaming.protocol import DEFAULT_ADDRESS
 from streaming.subscriber import Subscription
 
@@ -30,29 +30,37 @@ class FrameRecorder:
             self._f = h5py.File(path, "w", libver="latest")
         except OSError as e:
             raise InputError(f"cannot write {path}: {e}") from None
-        self._f.create_dataset("frames", (0, height, width), np.float32, maxshape=(None, height, width),
-                               chunks=(1, height, width))
-        for name in ("t_start_us", "t_end_us", "seq"):
-            self._f.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
-        for k, v in attrs.items():
-            self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
-        self._f.swmr_mode = True
+        self._guard = WriteGuard(path)
         self.count = 0
+        with self._guard.writing(0, self._survives()):
+            self._f.create_dataset("frames", (0, height, width), np.float32, maxshape=(None, height, width),
+                                   chunks=(1, height, width))
+            for name in ("t_start_us", "t_end_us", "seq"):
+                self._f.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
+            for k, v in attrs.items():
+                self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+            self._f.swmr_mode = True
 
     def write(self, seq: int, t_start_us: int, t_end_us: int, image: np.ndarray) -> None:
         n = self.count + 1
-        for name, value in (("frames", image), ("t_start_us", t_start_us), ("t_end_us", t_end_us), ("seq", seq)):
-            d = self._f[name]
-            d.resize(n, axis=0)
-            d[n - 1] = value
-            d.flush()
+        with self._guard.writing(image.nbytes + 24, self._survives()):
+            for name, value in (("frames", image), ("t_start_us", t_start_us), ("t_end_us", t_end_us), ("seq", seq)):
+                d = self._f[name]
+                d.resize(n, axis=0)
+                d[n - 1] = value
+                d.flush()
         self.count = n
+
+    def _survives(self) -> str:
+        return f"; the {self.count} frames recorded before are readable"
 
     def add(self, frame: Frame) -> None:
         self.write(frame.seq, frame.t_start_us, frame.t_end_us, frame.image)
 
     def close(self) -> None:
-        self._f.close()
+        if not self._guard.failed:  # HDF5 cannot close it (WriteGuard)
+            with self._guard.closing(self._survives()):
+                self._f.close()
 
 
 def main(argv=None) -> int:
