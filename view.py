@@ -22,6 +22,7 @@ from streaming.datatypes import InputError  # noqa: E402
 from streaming.protocol import DEFAULT_ADDRESS  # noqa: E402
 from streaming.subscriber import Subscription  # noqa: E402
 
+MAX_SCALE = 16
 FPS_CAP = 120  # screen updates per second at most; pictures in between are skipped
 GREY = [(v, v, v) for v in range(256)]  # the palette that shows 8-bit indexed pictures as grey
 
@@ -32,8 +33,8 @@ def main(argv=None) -> int:
                     help=f"the pipeline's address (default {DEFAULT_ADDRESS})")
     ap.add_argument("--scale", type=int, default=2, help="screen pixels per sensor pixel (default 2)")
     args = ap.parse_args(argv)
-    if args.scale < 1:
-        raise InputError(f"--scale {args.scale}: must be 1 or more")
+    if not 1 <= args.scale <= MAX_SCALE:  # a window 100,000 times the sensor's size is no window
+        raise InputError(f"--scale {args.scale}: must be 1 to {MAX_SCALE}")
     sub = Subscription(args.address, (b"preview", b"stats"))
     if sys.platform.startswith("linux") and not os.environ.get("SDL_VIDEODRIVER"):
         # SDL tries every driver in turn and, where no display answers, ends on "offscreen": a

@@ -1,14 +1,21 @@
 """Faults a user meets: full disks, damaged files, hostile wire messages. Real files, real
 processes, a real (small) filesystem."""
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import av
 import h5py
 import numpy as np
+import pytest
+import zmq
 
 from tests.conftest import REPO, fill, free_port, run_cli, write_moving_edge
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL's window without a screen
 
 
 def one_error_line(r, *words):
@@ -64,3 +71,93 @@ def test_the_recorder_onto_a_full_disk_is_one_line_and_keeps_the_frames(tmp_path
     with h5py.File(out, "r") as f:
         n = len(f["seq"])
         assert n > 100 and f["frames"].shape[0] == n and (np.diff(f["seq"][:]) > 0).all()
+
+
+def image_message(topic, n, h=4, w=4, payload=None, **fields):
+    """The n-th message: seq n, every pixel n; fields: what to change in its header."""
+    dtype = np.float32 if topic.startswith("frame") else np.uint8
+    header = {"v": 1, "seq": n, "t_start_us": 1000 * n, "t_end_us": 1000 * n + 1000, "height": h, "width": w,
+              "dtype": np.dtype(dtype).name, "latency_ms": 1.0, **fields}
+    data = np.full((h, w), n, dtype).tobytes() if payload is None else payload
+    return [topic.encode(), json.dumps(header).encode(), data]
+
+
+def stats_message(**fields):
+    return [b"stats", json.dumps({"v": 1, "frames_per_s": 10.0, **fields}).encode()]
+
+
+def feed(consumer: list, messages) -> subprocess.CompletedProcess:
+    """Run a consumer against a publisher that sends `messages` once it has subscribed."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with zmq.Context() as ctx, ctx.socket(zmq.XPUB) as pub:
+        pub.bind(address)
+        p = subprocess.Popen([sys.executable, *consumer, address], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            assert pub.poll(30_000), "the consumer did not subscribe"
+            time.sleep(0.3)  # its other subscriptions
+            for m in messages:
+                pub.send_multipart(m)
+            out, err = p.communicate(timeout=30)
+        finally:
+            p.kill()
+    return subprocess.CompletedProcess(consumer, p.returncode, out, err)
+
+
+def test_the_recorder_skips_bad_messages_with_a_count_and_records_the_rest(tmp_path):
+    """It crashed on a frame whose size changed, a seq that is no integer, a null t_start_us, and
+    recorded a topic frames_x as a frame."""
+    r = feed(["-m", "streaming.recorder", tmp_path / "o.h5", "--connect"], [
+        image_message("frame", 0), image_message("frame", 1, h=8, w=8), image_message("frame", 2, seq="x"),
+        image_message("frame", 3, t_start_us=None), image_message("frames_x", 4),
+        image_message("frame", 5, payload=b"short"), stats_message(frames_per_s="fast"), image_message("frame", 6),
+        stats_message(final=True, frames=2)])
+    assert r.returncode == 0 and "recorded 2 frames" in r.stdout and "skipped 6 bad messages" in r.stdout, r.stderr
+    assert r.stderr.count("warning: skipped a bad message") == 1 and "Traceback" not in r.stderr, r.stderr
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert f["seq"][:].tolist() == [0, 6] and f["frames"][1].mean() == 6
+
+
+def test_the_viewer_skips_bad_messages_with_a_count_and_shows_the_rest():
+    """It crashed on a preview whose payload did not match its header, a 0x0 preview, a null or
+    string field."""
+    r = feed(["view.py"], [
+        image_message("preview", 0, payload=b"123"), image_message("preview", 1, h=0, w=0, payload=b""),
+        image_message("preview", 2, latency_ms=None), image_message("preview", 3, t_end_us="soon"),
+        stats_message(frames_per_s="fast"), image_message("preview", 4), stats_message(final=True)])
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "warning: skipped a bad message" in r.stderr and "pictures; the pipeline ended" in r.stdout, r.stdout
+
+
+def test_a_viewer_scale_beyond_any_screen_is_one_line():
+    r = subprocess.run([sys.executable, "view.py", "--scale", "100000"], cwd=REPO, env=ENV, capture_output=True,
+                       text=True, timeout=30)
+    one_error_line(r, "--scale 100000", "1 to 16")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_recorder_stopped_by_a_signal_sums_up_and_closes_its_file_whole(tmp_path, sig):
+    """SIGTERM killed it: no summary, the last frame torn (30 frames, 29 seq), the file not closed."""
+    write_moving_edge(tmp_path / "r.h5", seconds=3.0, rate=20000)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address],
+                           cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    replay = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--window-ms",
+                               "5", "--publish", address, "--wait-subscribers", "1"], cwd=REPO, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "o.h5").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # frames flow
+        rec.send_signal(sig)
+        out, err = rec.communicate(timeout=10)
+    finally:
+        rec.kill()
+        replay.kill()
+        replay.communicate()
+    assert rec.returncode == 128 + sig and "recorded" in out and "Traceback" not in err, out + err
+    with h5py.File(tmp_path / "o.h5", "r") as f:  # closed: opens without swmr
+        n = len(f["seq"])
+        assert f"recorded {n} frames" in out and n > 10
+        assert [len(f[k]) for k in ("frames", "t_start_us", "t_end_us")] == [n] * 3
