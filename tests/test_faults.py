@@ -3,6 +3,7 @@ processes, a real (small) filesystem."""
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL
 
 
 def one_error_line(r, *words):
-    lines = r.stderr.strip().splitlines()
+    lines = [line for line in r.stderr.strip().splitlines() if "%|" not in line]  # not tqdm's progress
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), r.stderr
     assert all(w in lines[0] for w in words), r.stderr
 
@@ -161,3 +162,26 @@ def test_the_recorder_stopped_by_a_signal_sums_up_and_closes_its_file_whole(tmp_
         n = len(f["seq"])
         assert f"recorded {n} frames" in out and n > 10
         assert [len(f[k]) for k in ("frames", "t_start_us", "t_end_us")] == [n] * 3
+
+
+def write_needing_a_missing_filter(path):
+    """A recording whose events/xs is compressed with a filter this h5py lacks (32001, Blosc):
+    written with LZF (32000), the filter's id then changed in the file."""
+    write_moving_edge(path, seconds=0.3)
+    with h5py.File(path, "a") as f:
+        xs = f["events/xs"][:]
+        del f["events/xs"]
+        f.create_dataset("events/xs", data=xs, compression="lzf")
+    data = path.read_bytes()
+    lzf = struct.pack("<H", 32000) + b"\x08\x00\x01\x00\x03\x00lzf"  # id, name length, flags, values, name
+    assert data.count(lzf) == 1
+    path.write_bytes(data.replace(lzf, struct.pack("<H", 32001) + lzf[2:]))
+
+
+@pytest.mark.parametrize("front", ["run_replay.py", "convert.py", "evaluate.py", "train.py"])
+def test_a_compression_filter_that_is_not_installed_is_one_line_in_every_front(tmp_path, front):
+    write_needing_a_missing_filter(tmp_path / "r.h5")
+    extra = {"run_replay.py": ["--model", "highpass", "--rate", "max", "--publish", f"tcp://127.0.0.1:{free_port()}"],
+             "convert.py": [tmp_path / "c.h5"], "evaluate.py": [], "train.py": ["--out", tmp_path / "run", "--iters", "1"]}
+    r = run_cli(front, tmp_path / "r.h5", *extra[front])
+    one_error_line(r, str(tmp_path / "r.h5"), "filter that is not installed")
