@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from streaming.binner import Sanitizer
 from streaming.datatypes import EventPacket, InputError, ReferenceFrame
 from streaming.dvsources import Aedat4Source
 from streaming.sources import H5Source
 from streaming.windows import WindowPolicy, Windower
 from tests.conftest import REPO, STREET_AEDAT4, free_port, needs_street, run_cli, write_moving_edge
+from tests.test_rosbag import write_bag
 
 
 def cut(path, policy):
@@ -161,19 +163,36 @@ def test_images_without_event_idx_are_numbered_from_their_timestamps(tmp_path):
 
 
 @needs_street
-def test_frame_aligned_windows_keep_every_frame_where_events_are_dropped(tmp_path):
-    """A --sensor-size smaller than the recording's: the sanitizer drops the events off it (bad
-    events), and each window still ends at its own image. The sources' event_idx counted the
-    dropped events too: read as is, 33 of the 59 windows came, each later than its image."""
-    out = tmp_path / "frames.h5"
-    r = run_cli("run_replay.py", STREET_AEDAT4, "--model", "highpass", "--rate", "max", "--window", "frames",
-                "--sensor-size", "200x300", "--record", out, "--publish", f"tcp://127.0.0.1:{free_port()}")
-    assert r.returncode == 0 and "bad events 34859" in r.stdout, r.stderr
+def test_frame_aligned_windows_keep_every_frame_where_events_are_dropped():
+    """A live camera's events off its sensor: the sanitizer drops them (bad events), and each
+    window still ends at its own image. The sources' event_idx counted the dropped events too:
+    read as is, 33 of the street's 59 windows came, each later than its image. (A recording's
+    events off the sensor end its replay instead.)"""
+    sanitize, windower, windows, images = Sanitizer(200, 300), Windower(WindowPolicy("frames")), [], []
     source = Aedat4Source(STREET_AEDAT4)
-    images = [item.t_us for item in source if isinstance(item, ReferenceFrame)]
+    for item in source:
+        if isinstance(item, EventPacket):
+            ev = sanitize(item)
+            windows += windower.add_events(ev, len(item) - len(ev))
+        else:
+            images.append(item.t_us)
+            windows += windower.add_reference(item)
     source.close()
-    with h5py.File(out, "r") as f:
-        assert list(f["t_end_us"]) == images and len(images) == 59
+    assert sanitize.outside == 34859 and len(images) == 59
+    assert [w.t_end_us for w in windows] == images
+
+
+@needs_street
+def test_a_recordings_events_off_the_sensor_end_its_replay_in_one_line_whatever_its_format(tmp_path):
+    """AEDAT4 files and bags dropped them as a camera's bad events: "done: 0 events ... bad
+    events 78830", exit 0. HDF5 and Prophesee files refused them."""
+    events = write_moving_edge(tmp_path / "r.h5", seconds=0.2)
+    write_bag(tmp_path / "r.bag", events, [], 48, 64)
+    for path in (STREET_AEDAT4, tmp_path / "r.bag", tmp_path / "r.h5"):
+        r = run_cli("run_replay.py", path, "--model", "highpass", "--rate", "max", "--sensor-size", "10x10",
+                    "--publish", f"tcp://127.0.0.1:{free_port()}")
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert path.name in r.stderr and "lies outside the HxW 10x10 sensor" in r.stderr, r.stderr
 
 
 def test_frame_aligned_windows_need_event_indices():
