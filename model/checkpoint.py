@@ -137,6 +137,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         raise InputError(f"checkpoint {path}: no state_dict of named floating-point tensors; not an EventHDR "
                          "checkpoint")
     sd = {_strip_module(k): v for k, v in sd.items()}
+    broken = sorted(k for k, v in sd.items() if not torch.isfinite(v).all())
+    if broken:  # a diverged training's weights: every frame would be NaN
+        raise InputError(f"checkpoint {path}: {len(broken)} tensors hold NaN or inf ({', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}); the training that saved it diverged")
     try:
         arch = make_arch(arch_from_state_dict(sd))
     except KeyError as e:

@@ -58,6 +58,15 @@ class StopSignals:
         return 128 + self.signum if self.signum else 0
 
 
+def say(line: str) -> None:
+    """A line on stdout, flushed. A closed stdout (`| head -1`) stops nothing: the lines go
+    nowhere from then on, and the run and its recording go on."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def check_output_folder(path: str | Path, what: str) -> None:
     """Checked before any work: a missing folder found as the file is first written, at the end
     of a long evaluation or at a replay's first frame, would cost that work."""

@@ -18,7 +18,7 @@ from model.tonemap import CausalToneMapper
 from streaming.binner import Sanitizer, voxel_into
 from streaming.config import RunConfig
 from streaming.datatypes import EventPacket, Frame, InputError, Outputs, Reconstructor, Source, VoxelWindow
-from streaming.exits import StopSignals
+from streaming.exits import StopSignals, say
 from streaming.publisher import Publisher
 from streaming.recorder import FrameRecorder
 from streaming.ring import VoxelRing
@@ -33,7 +33,7 @@ RING_CAPACITY = 8  # also bounds the work a stop waits for: the windows queued w
 class Pipeline:
     def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
                  max_seconds: float | None = None, model: Reconstructor | None = None,
-                 log=lambda line: print(line, flush=True), publisher: Publisher | None = None):
+                 log=say, publisher: Publisher | None = None):
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
         if cfg.window.policy == "frames" and not source.has_frames:

@@ -2,6 +2,7 @@
 processes, a real (small) filesystem."""
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -185,3 +186,29 @@ def test_a_compression_filter_that_is_not_installed_is_one_line_in_every_front(t
              "convert.py": [tmp_path / "c.h5"], "evaluate.py": [], "train.py": ["--out", tmp_path / "run", "--iters", "1"]}
     r = run_cli(front, tmp_path / "r.h5", *extra[front])
     one_error_line(r, str(tmp_path / "r.h5"), "filter that is not installed")
+
+
+def test_a_closed_stdout_does_not_stop_the_recording(tmp_path):
+    """`| head -1` closed it, and the next stats line ended the run after 8 of 95 frames."""
+    write_moving_edge(tmp_path / "r.h5", seconds=1.0)
+    replay = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "2x",
+                               "--record", tmp_path / "o.h5", "--stats-every", "0.1", "--publish",
+                               f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert replay.stdout.readline().startswith(b"replaying")
+        replay.stdout.close()  # as head -1 does
+        err = replay.communicate(timeout=60)[1].decode()
+    finally:
+        replay.kill()
+    assert replay.returncode == 0 and err == "", err
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        assert len(f["seq"]) == 40  # 1 s in 25 ms windows: every one
+
+
+def test_publishing_on_any_free_port_says_which(tmp_path):
+    write_moving_edge(tmp_path / "r.h5", seconds=0.1)
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--rate", "max",
+                "--publish", "tcp://127.0.0.1:*")
+    port = re.search(r"^publishing on tcp://127\.0\.0\.1:(\d+)$", r.stdout, re.M)
+    assert r.returncode == 0 and port and 0 < int(port.group(1)) < 65536, r.stdout + r.stderr

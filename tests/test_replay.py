@@ -298,6 +298,8 @@ def _bad_files(d):
         f["images/image000000000"] = np.zeros((10, 10), np.uint8)
         f["images/image000000000"].attrs.update(timestamp=0.25, event_idx=100)
     events("inf_last.h5", np.array([0.1, 0.2, np.inf]))
+    os.mkfifo(d / "fifo.raw")
+    (d / "zero.raw").symlink_to("/dev/zero")
     for name, image, stamp in (("rgba.h5", np.zeros((10, 10, 4), np.uint8), 0.25),
                                ("image_1d.h5", np.zeros(10, np.uint8), 0.25),
                                ("image_text.h5", np.array([b"pixels"]), 0.25),
@@ -334,6 +336,7 @@ def _bad_files(d):
     ("inf_last.h5", "events/ts holds inf at event 2"),  # not "float timestamps are seconds"
     ("rgba.h5", "image000000000 is a 10x10x4 array of uint8; an image is HxW grey or HxWx3"),
     ("stamp_nan.h5", "has timestamp nan; expected a finite number"),  # it became INT64_MIN
+    ("fifo.raw", "fifo.raw: not a regular file"), ("zero.raw", "zero.raw: not a regular file"),  # "no such file"
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, name, message):
     _bad_files(tmp_path)
@@ -412,6 +415,8 @@ def test_timestamps_that_decrease_are_found_at_their_event_within_and_across_chu
     (["--video", "no/such/folder/v.mp4"], "there is no folder no/such/folder"),
     (["--config", "eventhdr"], "model eventhdr has no weights"),  # random weights are not a model
     (["--config", "weights/eventhdr_cpu.pth"], "not valid YAML"),
+    (["--rate", "1e-20x"], "a factor from 1e-06x to 1e+06x"),  # it overflowed the replay's timer
+    (["--bins", "100000"], "bins must be 2 to 64, got 100000"),  # 32 GiB of voxel grids for the filter
 ])
 def test_bad_flags_give_one_clear_line(edge_h5, flags, message):
     r = run_cli("run_replay.py", edge_h5, *(f.replace("TMP", str(edge_h5.parent)) for f in flags))
