@@ -21,7 +21,7 @@ from streaming.exits import require_room
 
 CHUNK_EVENTS = 1 << 20
 MAX_SPAN_IN_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
-MAX_SECONDS = 9e12  # in microseconds, about the most an int64 holds
+MAX_SECONDS = 9e12  # timestamps whose microseconds an int64 still holds
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
