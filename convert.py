@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
-from streaming.datatypes import InputError, ReferenceFrame, require_on_sensor
+from streaming.datatypes import InputError, ReferenceFrame
 from streaming.exits import check_output_folder, same_file
 from streaming.h5format import EventH5Writer, check_h5_name
 from streaming.sources import open_recording
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     # half-written file to be mistaken for a recording, and never costs the file it would replace
     partial = out.with_name(f".{out.name}.partial")
     try:
-        with EventH5Writer(partial, src.height, src.width) as writer:
+        with EventH5Writer(partial, src.height, src.width, out) as writer:
             events, images = _copy(src, writer, args.file)
         partial.replace(out)
     finally:
@@ -62,7 +62,6 @@ def _copy(src, writer: EventH5Writer, name: str) -> tuple[int, int]:
                 continue
             if item.t[0] < last_t or np.any(np.diff(item.t) < 0):
                 raise InputError(f"{name}: timestamps decrease near event {events}; the file must be time-sorted")
-            require_on_sensor(name, item.x, item.y, src.height, src.width)  # the readers that do not check: bags
             writer.add_events(item)
             events, last_t = events + len(item), int(item.t[-1])
             bar.update(len(item))

@@ -7,7 +7,7 @@ network stream.
   python run_live.py --camera tcp://HOST:PORT      # a DV event stream (DV software, or --serve-events)
   python run_live.py --camera --serve-events 0.0.0.0:7777   # camera machine: forward raw events only
 """
-from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
+from streaming.exits import Terminated, run_main, say  # first: it makes a Ctrl-C during the imports quiet
 
 import signal
 import time
@@ -65,9 +65,8 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
     # and the waits between them included
     deadline, attempt = None, 1
     while True:
-        print(f"live from {source.description}, {cfg.window.describe()} windows, "
-              f"{describe_model(cfg)}, overload {cfg.overload}; publishing on {cfg.publish}",
-              flush=True)
+        say(f"live from {source.description}, {cfg.window.describe()} windows, "
+            f"{describe_model(cfg)}, overload {cfg.overload}; publishing on {cfg.publish}")
         out = _numbered(outputs(args), attempt)
         left = args.max_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)
         pipeline = Pipeline(source, cfg, float("inf"), out, left, publisher=publisher)
@@ -77,26 +76,26 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
             pipeline.run()
             lost = None
         except SourceLost as e:
-            print(f"lost the source: {e}", flush=True)
+            say(f"lost the source: {e}")
             lost = e
         finally:
             sequences.append(pipeline.stats.snapshot())
-        print(pipeline.stats.summary())  # each connection's own, a lost one's too
+        say(pipeline.stats.summary())  # each connection's own, a lost one's too
         print_outputs(out)
         if not lost:
-            return 0
+            return pipeline.exit_status
         if not args.reconnect:
             return 1
         if not lost.still_there:  # a server that has just ended its stream may still take a connection
             time.sleep(RECONNECT_EVERY_S)
         source, attempt = _open(args, deadline), attempt + 1
         if source is None:
-            print(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
+            say(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")
             return 0
 
 
 def _interrupt(*_):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _serve(args, ap) -> int:
@@ -107,12 +106,12 @@ def _serve(args, ap) -> int:
     if ignored:
         raise InputError(f"--serve-events only forwards the camera's events: {', '.join(ignored)} would do nothing")
     source = open_source(args.camera, args.denoise)
-    print(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)", flush=True)
+    say(f"serving events of {source.description} on tcp://{args.serve_events} (Ctrl-C stops)")
     try:
         n = serve_events(source, args.serve_events)
     except KeyboardInterrupt:
         n = None
-    print("stopped" if n is None else f"done: forwarded {n:,} events")
+    say("stopped" if n is None else f"done: forwarded {n:,} events")
     return 0
 
 
@@ -128,7 +127,7 @@ def _open(args, deadline: float | None):
             if not args.reconnect:
                 raise
             if str(e) != said:
-                print(f"waiting for the source: {e}", flush=True)
+                say(f"waiting for the source: {e}")
                 said = str(e)
         if deadline is not None and time.monotonic() + RECONNECT_EVERY_S >= deadline:
             return None

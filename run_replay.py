@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Replay an event recording (HDF5, AEDAT4, Prophesee RAW or DAT, ROS 1 or 2 bag) at real speed
 through the reconstruction pipeline."""
-from streaming.exits import run_main, same_file  # first: it makes a Ctrl-C during the imports quiet
+from streaming.exits import run_main, same_file, say  # first: it makes a Ctrl-C during the imports quiet
 
 from streaming.cli import (RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, common_parser, describe_model, outputs,
                            parse_size, print_outputs, run_config)
@@ -27,12 +27,12 @@ def main(argv=None) -> int:
     if args.record and same_file(args.record, args.file):
         raise InputError(f"--record {args.record}: that is the recording being replayed")
     source = open_recording(args.file, parse_size(args.sensor_size), args.topic)
-    print(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
-          f"{describe_model(cfg)}; publishing on {cfg.publish}", flush=True)
-    stats = Pipeline(source, cfg, rate, outputs(args), args.max_seconds).run()
-    print(stats.summary())
+    say(f"replaying {source.description} at {args.rate}, {cfg.window.describe()} windows, "
+        f"{describe_model(cfg)}; publishing on {cfg.publish}")
+    pipeline = Pipeline(source, cfg, rate, outputs(args), args.max_seconds)
+    say(pipeline.run().summary())
     print_outputs(outputs(args))
-    return 0
+    return pipeline.exit_status
 
 
 if __name__ == "__main__":

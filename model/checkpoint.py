@@ -162,10 +162,10 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[str, dict, dict]:
     except InputError as e:
         raise InputError(f"checkpoint {path}: {e}") from None
     _check_fits(sd, family, arch, path)
-    bad = next((k for k, v in sd.items() if not torch.isfinite(v).all()), None)
-    if bad is not None:  # it would give all-NaN frames without a word
-        raise InputError(f"checkpoint {path}: tensor {bad} holds NaN or inf; the weights are damaged (a training run "
-                         "that diverged?)")
+    broken = sorted(k for k, v in sd.items() if not torch.isfinite(v).all())
+    if broken:  # a diverged training's weights: every frame would be NaN
+        raise InputError(f"checkpoint {path}: {len(broken)} tensors hold NaN or inf ({', '.join(broken[:3])}"
+                         f"{', ...' if len(broken) > 3 else ''}); the training that saved it diverged")
     if family == "livehdr":  # the module's own names
         sd = {k.removeprefix("model."): v for k, v in sd.items()}
     return family, arch, sd

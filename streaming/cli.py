@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
 from streaming.datatypes import InputError, Outputs, check_sensor_size
-from streaming.exits import check_output_folder
+from streaming.exits import check_output_folder, say
 from streaming.h5format import check_h5_name
 from streaming.protocol import DEFAULT_ADDRESS
 from streaming.windows import WindowPolicy
@@ -128,4 +128,4 @@ def outputs(args) -> Outputs:
 def print_outputs(out: Outputs) -> None:
     for path, what in ((out.record, "recording"), (out.video, "video")):
         if path:
-            print(f"{what}: {path}")
+            say(f"{what}: {path}")

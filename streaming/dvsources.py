@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from streaming.datatypes import (EventPacket, InputError, Source, SourceLost, SourceUnavailable, reference_image,
-                                 size_text)
+                                 require_on_sensor, size_text)
 from streaming.interleave import Interleaver, interleave
 from streaming.sources import paced
 
@@ -131,8 +131,12 @@ class Aedat4Source:
         stores = iter(self._rec.getNextEventBatch, None)
         frames = iter(self._rec.getNextFrame, None) if self.has_frames else iter(())
         # dv frames are OpenCV's: BGR where they have colour
-        yield from interleave(map(from_event_store, stores),
+        yield from interleave(map(self._on_sensor, map(from_event_store, stores)),
                               ((int(f.timestamp), reference_image(f.image, "bgr")) for f in frames))
+
+    def _on_sensor(self, ev: EventPacket) -> EventPacket:
+        require_on_sensor(str(self._path), ev.x, ev.y, self.height, self.width)
+        return ev
 
     def close(self):
         self._rec = None  # dv closes the file when the reader is freed

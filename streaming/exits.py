@@ -3,7 +3,9 @@
 Imports nothing of the live path, so that the offline tools (train.py, evaluate.py) run where
 its packages (ZeroMQ, PyAV) are missing, such as a GPU machine's own Python."""
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -21,6 +23,49 @@ sys.excepthook = _quiet_interrupt
 
 from streaming.datatypes import InputError  # noqa: E402
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
+
+
+class StopSignals:
+    """Ctrl-C and SIGTERM as requests to stop, heard while the `with` block runs: they set a
+    flag rather than raise KeyboardInterrupt. An exception raised inside a finalizer or a
+    library's callback is only printed (one replay in our tests ran to its end after Ctrl-C),
+    and one raised halfway through writing a frame tears it. The first signal sets `first`
+    (stop taking input, finish what is queued); another sets `second` (drop what is queued).
+    Only the main thread hears signals: elsewhere nothing is installed."""
+
+    def __init__(self):
+        self.first, self.second = threading.Event(), threading.Event()
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._heard) for s in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _heard(self, signum, _frame):
+        self.signum = self.signum or signum
+        (self.second if self.first.is_set() else self.first).set()
+
+    @property
+    def exit_status(self) -> int:
+        """0, or what a shell reports for a process the first signal ended: 130 (SIGINT), 143 (SIGTERM)."""
+        return 128 + self.signum if self.signum else 0
+
+
+def say(line: str) -> None:
+    """A line on stdout, flushed. A closed stdout (`| head -1`) stops nothing: the lines go
+    nowhere from then on, and the run and its recording go on."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
 
 def check_output_folder(path: str | Path, what: str) -> None:
     """Checked before any work: a missing folder found as the file is first written, at the end
@@ -30,6 +75,20 @@ def check_output_folder(path: str | Path, what: str) -> None:
         raise InputError(f"{what} {path}: there is no folder {folder}")
     if not os.access(folder, os.W_OK):
         raise InputError(f"{what} {path}: the folder {folder} is not writable")
+
+
+ROOM_KEPT_FREE = 1 << 20  # bytes a write of a recording or video leaves free, to close the file in
+
+
+def require_room(path: str | Path, nbytes: int, survives: str = "", name: str | Path | None = None) -> None:
+    """Checked before each write of a recording or a video: a file whose writer ran out of space
+    halfway cannot be closed (HDF5's clean-up crashed the process; an mp4 without its index does
+    not play). So the room to close it is kept free. survives: what the message adds about what
+    the file keeps; name: the file as the user knows it, where it is written under another."""
+    st = os.statvfs(Path(path).resolve().parent)
+    room = st.f_bavail * st.f_frsize
+    if room < nbytes + ROOM_KEPT_FREE:
+        raise InputError(f"{name or path}: no space left on the device ({room >> 10} KiB free){survives}")
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -56,16 +115,22 @@ def run_main(main) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, Exception) as e:
-        if not _interrupted(e):
+        interrupt = _interrupt(e)
+        if interrupt is None:
             raise
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + getattr(interrupt, "signum", signal.SIGINT))
 
 
-def _interrupted(e: BaseException | None) -> bool:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where a front takes it as Ctrl-C, ending with SIGTERM's status (143)."""
+    signum = signal.SIGTERM
+
+
+def _interrupt(e: BaseException | None) -> KeyboardInterrupt | None:
     """A Ctrl-C inside a Numba-compiled function comes out as a SystemError raised from it."""
     while e is not None:
         if isinstance(e, KeyboardInterrupt):
-            return True
+            return e
         e = e.__cause__ or e.__context__
-    return False
+    return None

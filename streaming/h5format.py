@@ -5,6 +5,11 @@ See shared/spec/event-h5-format.md. Inside the program events are EventPackets
 """
 from __future__ import annotations
 
+import atexit
+import errno
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -12,9 +17,11 @@ import numpy as np
 
 from streaming.datatypes import (EventPacket, InputError, ReferenceFrame, check_sensor_size, reference_image,
                                  require_on_sensor)
+from streaming.exits import require_room
 
 CHUNK_EVENTS = 1 << 20
 MAX_SPAN_IN_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats
+MAX_SECONDS = 9e12  # timestamps whose microseconds an int64 still holds
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
@@ -22,6 +29,45 @@ def check_h5_name(path: str | Path, what: str) -> None:
     """HDF5 goes out under an HDF5 suffix only: an out.mp4 or out.aedat4 would mislead every reader."""
     if Path(path).suffix.lower() not in H5_SUFFIXES:
         raise InputError(f"{what} {path}: this writes HDF5; name the file {' or '.join(H5_SUFFIXES)}")
+
+
+class WriteGuard:
+    """Writes to an HDF5 file that a full disk (or a failing one) ends in one line.
+
+    HDF5 that runs out of space halfway through a write cannot close that file any more: its
+    clean-up at exit crashed the process (a segfault after a 45-line traceback). So each write
+    first checks that the disk has room for it and for closing the file (require_room). Should a write fail
+    all the same (another program filled the disk meanwhile), the file is never touched again,
+    and the process ends without HDF5's clean-up, after Python's own (status 2, as the user
+    error it reports). What was flushed before stays readable."""
+
+    def __init__(self, path: str | Path, name: str | Path | None = None):
+        self.path, self.name = Path(path), name or path  # name: the file as the user knows it
+        self.failed = False
+
+    def writing(self, nbytes: int, survives: str = ""):
+        """A context for a write of about nbytes; survives: what the message adds about what the
+        file keeps."""
+        require_room(self.path, nbytes, survives, self.name)
+        return self.closing(survives)
+
+    @contextmanager
+    def closing(self, survives: str = ""):
+        """A context for closing the file: into the room that writing() kept free."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:  # what h5py raises for HDF5's errors
+            self.failed = True
+            atexit.register(_exit_without_hdf5_cleanup)
+            full = getattr(e, "errno", None) == errno.ENOSPC or "errno = 28" in str(e)
+            reason = "no space left on the device" if full else f"cannot write ({str(e).splitlines()[0]})"
+            raise InputError(f"{self.name}: {reason}{survives}") from None
+
+
+def _exit_without_hdf5_cleanup() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _seconds_to_us(ts: np.ndarray) -> np.ndarray:
@@ -40,11 +86,19 @@ class EventH5Reader:
         except OSError:
             raise InputError(f"{path}: not an HDF5 file, or a damaged one (expected the event_cnn_minimal/EventHDR "
                              f"layout)") from None
+        with self._reading():
+            self._open(sensor_size)
+
+    def _open(self, sensor_size):
+        path = self.path
         ev = self._f.get("events")
-        missing = [k for k in ("xs", "ys", "ts", "ps") if ev is None or k not in ev]
+        missing = [k for k in ("xs", "ys", "ts", "ps") if not isinstance(ev, h5py.Group) or k not in ev]
         if missing:
             raise InputError(f"{path}: missing datasets {', '.join('events/' + k for k in missing)} "
                              f"(expected the event_cnn_minimal/EventHDR layout)")
+        for k in ("xs", "ys", "ts", "ps"):
+            if not _is_array(ev[k], 1, "biuf"):
+                raise InputError(f"{path}: events/{k} is {_what(ev[k])}; expected a 1-D array of numbers")
         self._xs, self._ys, self._ts, self._ps = ev["xs"], ev["ys"], ev["ts"], ev["ps"]
         n = {len(d) for d in (self._xs, self._ys, self._ts, self._ps)}
         if len(n) != 1:
@@ -53,12 +107,33 @@ class EventH5Reader:
         if self.num_events == 0:
             raise InputError(f"{path}: the file holds no events")
         self._ts_in_seconds = self._ts.dtype.kind == "f"
-        if self._ts_in_seconds and abs(float(self._ts[-1]) - float(self._ts[0])) > MAX_SPAN_IN_SECONDS:
-            raise InputError(f"{path}: events/ts spans {float(self._ts[-1]) - float(self._ts[0]):.3g} s; float "
-                             f"timestamps are seconds in this layout (microseconds are stored as integers)")
+        if self._ts_in_seconds:
+            last = self.num_events - 1
+            for i in (0, last):  # the span below is only a span between two times
+                self._check_seconds(self._ts[i:i + 1], i)
+            if abs(float(self._ts[last]) - float(self._ts[0])) > MAX_SPAN_IN_SECONDS:
+                raise InputError(f"{path}: events/ts spans {float(self._ts[last]) - float(self._ts[0]):.3g} s; "
+                                 f"float timestamps are seconds in this layout (microseconds are stored as integers)")
         self.height, self.width = self._resolve_size(sensor_size)
         self._last_t = np.iinfo(np.int64).min
         self._polarities = set()  # which of -1 and 0 has come: a file uses one convention
+
+    @contextmanager
+    def _reading(self):
+        """h5py's errors for a damaged file (a damaged heap or B-tree, a file cut short while it
+        is read) or one it cannot decode (a compression filter that is not installed): one line."""
+        try:
+            yield
+        except (OSError, RuntimeError, KeyError, ValueError) as e:  # what h5py raises for HDF5's errors
+            raise InputError(f"{self.path}: a damaged HDF5 file, or one compressed with a filter that is not "
+                             f"installed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+    def _check_seconds(self, ts: np.ndarray, start: int) -> None:
+        bad = ~(np.abs(ts) < MAX_SECONDS)  # NaN too
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{self.path}: events/ts holds {ts[at]} at event {start + at}; timestamps are finite "
+                             f"seconds")
 
     def _resolve_size(self, override):
         if override is not None:
@@ -76,17 +151,14 @@ class EventH5Reader:
 
     def read(self, start: int, stop: int) -> EventPacket:
         """Events [start, stop), converted and checked; bad data ends the replay clearly."""
-        ts = self._ts[start:stop]
+        with self._reading():
+            ts, x, y, p = (d[start:stop] for d in (self._ts, self._xs, self._ys, self._ps))
         if self._ts_in_seconds:
-            if not np.isfinite(ts).all():
-                at = start + int(np.flatnonzero(~np.isfinite(ts))[0])
-                raise InputError(f"{self.path}: events/ts holds NaN or inf at event {at}")
+            self._check_seconds(ts, start)
             t = _seconds_to_us(ts)
         else:
             t = ts.astype(np.int64)
-        x = self._xs[start:stop].astype(np.int64)
-        y = self._ys[start:stop].astype(np.int64)
-        p = self._ps[start:stop]
+        x, y = x.astype(np.int64), y.astype(np.int64)
         self._check(start, t, x, y)
         if p.dtype != np.bool_:
             self._check_polarity(start, p)
@@ -119,31 +191,64 @@ class EventH5Reader:
 
     @property
     def has_images(self) -> bool:
-        return len(self._f.get("images", ())) > 0
+        with self._reading():
+            images = self._f.get("images")
+            return isinstance(images, h5py.Group) and len(images) > 0
 
     def references(self) -> list[ReferenceFrame]:
         """The intensity images, in timestamp order, as linear float32 in [0, 1]."""
-        grp = self._f.get("images")
-        if grp is None:
-            return []
-        refs = []
-        for name in grp:
-            d = grp[name]
-            img = reference_image(d[()])
-            ts = d.attrs.get("timestamp")
-            if ts is None:
-                raise InputError(f"{self.path}: images/{name} has no timestamp attribute")
-            t_us = int(_seconds_to_us(np.asarray(ts))) if self._ts_in_seconds else int(ts)
-            event_idx = int(d.attrs.get("event_idx", -1))
-            if not -1 <= event_idx <= self.num_events:  # -1: not given
-                raise InputError(f"{self.path}: images/{name} has event_idx {event_idx}, but the file holds "
-                                 f"{self.num_events:,} events")
-            refs.append(ReferenceFrame(t_us, img, event_idx))
+        with self._reading():
+            grp = self._f.get("images")
+            if grp is None:
+                return []
+            if not isinstance(grp, h5py.Group):
+                raise InputError(f"{self.path}: images is {_what(grp)}; expected a group of images")
+            refs = [self._reference(name, grp[name]) for name in grp]
         refs.sort(key=lambda r: r.t_us)
         return refs
 
+    def _reference(self, name: str, d) -> ReferenceFrame:
+        where = f"{self.path}: images/{name}"
+        if not (_is_array(d, 2, "iuf") or _is_array(d, 3, "iuf") and d.shape[2] in (1, 3)):
+            raise InputError(f"{where} is {_what(d)}; an image is HxW grey or HxWx3 colour numbers")
+        ts = self._attr(d, "timestamp", where)
+        if ts is None:
+            raise InputError(f"{where} has no timestamp attribute")
+        if self._ts_in_seconds and not abs(ts) < MAX_SECONDS:
+            raise InputError(f"{where} has timestamp {ts}; timestamps are finite seconds")
+        event_idx = self._attr(d, "event_idx", where)
+        event_idx = -1 if event_idx is None else event_idx
+        if event_idx != int(event_idx) or not -1 <= event_idx <= self.num_events:  # -1: not given
+            raise InputError(f"{where} has event_idx {event_idx}; the file holds {self.num_events:,} events, "
+                             f"numbered from 0 (-1: not given)")
+        t_us = int(_seconds_to_us(np.float64(ts))) if self._ts_in_seconds else int(ts)
+        return ReferenceFrame(t_us, reference_image(d[()]), int(event_idx))
+
+    @staticmethod
+    def _attr(d, key: str, where: str) -> float | int | None:
+        """A numeric attribute, one number (a string, a NaN or a list is one line)."""
+        value = d.attrs.get(key)
+        if value is None:
+            return None
+        a = np.asarray(value)
+        if a.size != 1 or a.dtype.kind not in "iuf" or not np.isfinite(a).all():
+            raise InputError(f"{where} has {key} {a.tolist()!r}; expected a finite number")
+        return a.item()
+
     def close(self):
         self._f.close()
+
+
+def _is_array(d, ndim: int, kinds: str) -> bool:
+    return isinstance(d, h5py.Dataset) and d.ndim == ndim and d.dtype.kind in kinds
+
+
+def _what(d) -> str:
+    """What a dataset's place holds, as a message tells it: a group, a scalar, 2-D records..."""
+    if not isinstance(d, h5py.Dataset):
+        return "a group" if isinstance(d, h5py.Group) else "no dataset"
+    kind = "records" if d.dtype.names else "strings" if d.dtype.kind in "SUO" else str(d.dtype)
+    return f"a scalar of {kind}" if d.ndim == 0 else f"a {'x'.join(map(str, d.shape))} array of {kind}"
 
 
 def _as_read(image: np.ndarray) -> np.ndarray:
@@ -161,16 +266,19 @@ def _as_read(image: np.ndarray) -> np.ndarray:
 class EventH5Writer:
     """Writes every field of the spec, appending as it goes (simulators stream into it)."""
 
-    def __init__(self, path: str | Path, height: int, width: int):
+    def __init__(self, path: str | Path, height: int, width: int, name: str | Path | None = None):
+        """name: the file as messages call it (convert.py writes under a temporary name)."""
         try:
             self._f = h5py.File(path, "w")
         except OSError as e:
-            raise InputError(f"cannot write {path}: {e}") from None
+            raise InputError(f"cannot write {name or path}: {e}") from None
+        self._guard = WriteGuard(path, name)
         self.height, self.width = height, width
-        ev = self._f.create_group("events")
-        for name, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
-            ev.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(1 << 16,))
-        self._images = self._f.create_group("images")
+        with self._guard.writing(0):
+            ev = self._f.create_group("events")
+            for field, dt in (("xs", np.int16), ("ys", np.int16), ("ts", np.float64), ("ps", np.bool_)):
+                ev.create_dataset(field, (0,), dtype=dt, maxshape=(None,), chunks=(1 << 16,))
+            self._images = self._f.create_group("images")
         self._n = self._pos = self._nimg = 0
         self._t0 = self._tk = None
 
@@ -179,10 +287,11 @@ class EventH5Writer:
         if n == 0:
             return
         d = self._f["events"]
-        for name, arr in (("xs", ev.x.astype(np.int16)), ("ys", ev.y.astype(np.int16)),
-                          ("ts", ev.t.astype(np.float64) * 1e-6), ("ps", ev.p > 0)):
-            d[name].resize((self._n + n,))
-            d[name][self._n:] = arr
+        with self._guard.writing(13 * n):  # xs, ys, ts, ps: 2 + 2 + 8 + 1 bytes an event
+            for name, arr in (("xs", ev.x.astype(np.int16)), ("ys", ev.y.astype(np.int16)),
+                              ("ts", ev.t.astype(np.float64) * 1e-6), ("ps", ev.p > 0)):
+                d[name].resize((self._n + n,))
+                d[name][self._n:] = arr
         self._n += n
         self._pos += int((ev.p > 0).sum())
         self._t0 = int(ev.t[0]) if self._t0 is None else self._t0
@@ -203,18 +312,22 @@ class EventH5Writer:
             start = max(0, self._n - (1 << 16))
             k = start + int(np.searchsorted(self._f["events/ts"][start:self._n], t_us * 1e-6, "left"))
             event_idx = max(k - 1, 0)
-        d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
-        d.attrs.update(timestamp=t_us * 1e-6, event_idx=event_idx, size=image.shape, type="greyscale")
+        with self._guard.writing(image.nbytes):
+            d = self._images.create_dataset(f"image{self._nimg:09d}", data=image)
+            d.attrs.update(timestamp=t_us * 1e-6, event_idx=event_idx, size=image.shape, type="greyscale")
         self._nimg += 1
 
     def close(self):
-        a = self._f.attrs
-        a["sensor_resolution"] = np.array([self.height, self.width])
-        t0, tk = (self._t0 or 0) * 1e-6, (self._tk or 0) * 1e-6
-        a.update(num_events=self._n, num_pos=self._pos, num_neg=self._n - self._pos,
-                 duration=tk - t0, t0=t0, tk=tk, num_imgs=self._nimg, num_flow=0)
-        self._images.attrs["num_images"] = self._nimg
-        self._f.close()
+        if self._guard.failed:  # HDF5 cannot close it (WriteGuard)
+            return
+        with self._guard.closing():
+            a = self._f.attrs
+            a["sensor_resolution"] = np.array([self.height, self.width])
+            t0, tk = (self._t0 or 0) * 1e-6, (self._tk or 0) * 1e-6
+            a.update(num_events=self._n, num_pos=self._pos, num_neg=self._n - self._pos,
+                     duration=tk - t0, t0=t0, tk=tk, num_imgs=self._nimg, num_flow=0)
+            self._images.attrs["num_images"] = self._nimg
+            self._f.close()
 
     def __enter__(self):
         return self

@@ -6,7 +6,6 @@ ints, which the reports only read).
 """
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from model.tonemap import CausalToneMapper
 from streaming.binner import Sanitizer, voxel_into
 from streaming.config import RunConfig
 from streaming.datatypes import EventPacket, Frame, InputError, Outputs, Reconstructor, Source, VoxelWindow
+from streaming.exits import StopSignals, say
 from streaming.publisher import Publisher
 from streaming.recorder import FrameRecorder
 from streaming.ring import VoxelRing
@@ -27,14 +27,13 @@ from streaming.stats import RunStats
 from streaming.video import SideBySideVideo
 from streaming.windows import NEEDS_FRAMES, Windower
 
-RING_CAPACITY = 8
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
+RING_CAPACITY = 8  # also bounds the work a stop waits for: the windows queued when it comes
 
 
 class Pipeline:
     def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
                  max_seconds: float | None = None, model: Reconstructor | None = None,
-                 log=lambda line: print(line, flush=True), publisher: Publisher | None = None):
+                 log=say, publisher: Publisher | None = None):
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
         if cfg.window.policy == "frames" and not source.has_frames:
@@ -44,7 +43,8 @@ class Pipeline:
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
-        self._stop = threading.Event()
+        self._signals = StopSignals()
+        self._stop = self._signals.first  # also set by the pipeline itself, once it ends
         self._reader_error: BaseException | None = None
         self._tonemap = CausalToneMapper()
         run = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
@@ -90,16 +90,18 @@ class Pipeline:
                     closed = windower.add_events(ev, dropped)
                 else:
                     closed = windower.add_reference(item)
-                for w in closed:
+                for w in closed:  # lazily cut: an hour's gap in 1 ms windows is 3.6 million of them
+                    if self._stop.is_set():
+                        return
                     self.ring.put(w)
                 if reached:
                     break
             if not reached:
                 sanitize.finish()
                 self.stats.unordered = sanitize.unordered
-            # the window open at the end (or at --max-seconds) is one too; frame-aligned windows have
-            # none, and stopped at --max-seconds before the first image, no source lacks frames
-            for w in [] if reached and self.cfg.window.policy == "frames" else windower.flush():
+            # the window open at the end (or at --max-seconds) is one too, not at a stop; frame-aligned
+            # windows have none, and stopped at --max-seconds before the first image, no source lacks frames
+            for w in [] if self._stop.is_set() or reached and self.cfg.window.policy == "frames" else windower.flush():
                 self.ring.put(w)
         except BaseException as e:  # surfaced by run() in the main thread
             self._reader_error = e
@@ -107,36 +109,38 @@ class Pipeline:
             self.ring.close()
 
     def run(self) -> RunStats:
-        """Until the source ends, or Ctrl-C (or SIGTERM): then reading stops and what is queued
-        is drained. They set a flag rather than raise KeyboardInterrupt: an exception raised
-        inside a finalizer or a library's callback is only printed, and one replay in our tests
-        ran to its end after Ctrl-C. The flag stays until the files are closed: a Ctrl-C while
-        the video encoder flushes would lose the video."""
-        on_main = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, lambda *_: self._stop.set()) for s in STOP_SIGNALS} if on_main else {}
+        """Until the source ends, or Ctrl-C (or SIGTERM): then reading stops at the next window
+        and the windows queued (RING_CAPACITY at most) are processed; a second signal drops them.
+        Signals are heard until the files are closed: a Ctrl-C while the video encoder flushes
+        would lose the video."""
         reader = threading.Thread(target=self._read, name="reader", daemon=True)
-        reader.start()
         held: deque[VoxelWindow] = deque()
         next_report = time.monotonic() + self.outputs.stats_every_s
-        try:
-            while True:
-                window = self.ring.get(timeout=0.2)
-                if window is not None:
-                    self._process(window, held)
-                elif self.ring.finished:
-                    break
-                if time.monotonic() >= next_report:
-                    next_report += self.outputs.stats_every_s
-                    self._report()
-            reader.join()
-        finally:
-            self._stop.set()
-            self._close()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        with self._signals:
+            reader.start()
+            try:
+                while not self._signals.second.is_set():
+                    window = self.ring.get(timeout=0.2)
+                    if window is not None:
+                        self._process(window, held)
+                    elif self.ring.finished:
+                        break
+                    if time.monotonic() >= next_report:
+                        next_report += self.outputs.stats_every_s
+                        self._report()
+            finally:
+                self._stop.set()
+                self.ring.close()  # a reader waiting for room in the ring gives up its window
+                reader.join()
+                self._close()
         if self._reader_error is not None:
             raise self._reader_error
         return self.stats
+
+    @property
+    def exit_status(self) -> int:
+        """0, or the status a shell expects of a run that a signal stopped (130 Ctrl-C, 143 SIGTERM)."""
+        return self._signals.exit_status
 
     def _process(self, window: VoxelWindow, held: deque) -> None:
         self.stats.windows += 1

@@ -16,10 +16,16 @@ import json
 
 import numpy as np
 
-from streaming.datatypes import Frame, InputError
+from streaming.datatypes import MAX_SENSOR_SIDE, Frame, InputError
 
 VERSION = 1
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+IMAGE_DTYPES = {"frame": "float32", "preview": "uint8"}  # the topics that carry an image, and its type
+
+
+class BadMessage(InputError):
+    """A message of this protocol whose fields a consumer cannot use (a wrong size, a null where
+    a number goes, another topic that shares a prefix): it skips it, counts it and goes on."""
 
 
 def check_port(address: str) -> None:
@@ -53,16 +59,55 @@ def encode_stats(stats: dict) -> list[bytes]:
 
 
 def decode(parts: list[bytes]) -> tuple[str, dict, np.ndarray | None]:
-    """(topic, header, image or None) from a received multipart message; another program's
-    message (on a port it shares with none of ours, say) is an InputError."""
+    """(topic, header, image or None) from a received multipart message. Another program's
+    message (on a port it shares with none of ours, say) is an InputError; one of this protocol
+    that a consumer could not use, a BadMessage."""
     try:
-        topic, header = parts[0].decode(), json.loads(parts[1])
+        topic, header = parts[0].decode(), json.loads(parts[1], parse_constant=_refuse)
         if header.get("v") != VERSION:
             raise ValueError(f"protocol version {header.get('v')!r}, not {VERSION}")
-        if len(parts) < 3:
-            return topic, header, None
-        img = np.frombuffer(parts[2], dtype=header["dtype"]).reshape(header["height"], header["width"])
-    except (IndexError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (IndexError, UnicodeDecodeError, ValueError, AttributeError) as e:
         raise InputError(f"a message that is not a frame pipeline's ({type(e).__name__}: {e}); is the address "
                          "that of run_replay.py or run_live.py?") from None
-    return topic, header, img
+    if topic == "stats":
+        _check_stats(header)
+        return topic, header, None
+    if topic not in IMAGE_DTYPES:  # a subscription to b"frame" also gets b"frames_x"
+        raise BadMessage(f"topic {topic!r}")
+    return topic, header, _image(topic, header, parts[2:])
+
+
+def _refuse(constant: str):
+    raise ValueError(f"{constant} in the header (strict JSON has none)")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_stats(header: dict) -> None:
+    """Flat: numbers, or null where none is known yet; and whether it is the final one."""
+    bad = [k for k, v in header.items() if k != "final" and not (v is None or _is_number(v))]
+    if bad or not isinstance(header.get("final", False), bool):
+        raise BadMessage(f"stats with a field that is no number: {', '.join(bad) or 'final'}")
+
+
+def _image(topic: str, header: dict, payload: list[bytes]) -> np.ndarray:
+    ints = [k for k in ("seq", "t_start_us", "t_end_us", "height", "width") if not _is_int(header.get(k))]
+    if ints:
+        raise BadMessage(f"a {topic} whose {', '.join(ints)} is no integer")
+    h, w = header["height"], header["width"]
+    if not (0 < h <= MAX_SENSOR_SIDE and 0 < w <= MAX_SENSOR_SIDE):
+        raise BadMessage(f"a {topic} of {h}x{w} pixels")
+    if header.get("dtype") != IMAGE_DTYPES[topic] or not _is_number(header.get("latency_ms")) \
+            or not isinstance(header.get("run", {}), dict):
+        raise BadMessage(f"a {topic} of dtype {header.get('dtype')!r}, latency_ms {header.get('latency_ms')!r}, "
+                         f"run {type(header.get('run')).__name__}")
+    dtype = np.dtype(IMAGE_DTYPES[topic])
+    if len(payload) != 1 or len(payload[0]) != h * w * dtype.itemsize:
+        raise BadMessage(f"a {topic} of {h}x{w} {dtype} whose payload is {sum(map(len, payload))} bytes")
+    return np.frombuffer(payload[0], dtype).reshape(h, w)

@@ -8,6 +8,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from streaming.datatypes import Frame, InputError
+from streaming.exits import say
 from streaming.protocol import check_port, encode_frame, encode_preview, encode_stats
 
 SETTLE_S = 0.1  # quiet after the last handshake: the subscriptions that follow it have arrived
@@ -20,7 +21,7 @@ class Publisher:
     `finish` ends it with the final stats, which tell them the run is over."""
 
     def __init__(self, address: str, wait_subscribers: int = 0, wait_timeout_s: float = 30.0,
-                 log=lambda line: print(line, flush=True)):
+                 log=say):
         check_port(address)
         self.run: dict = {}
         self._ctx = zmq.Context.instance()
@@ -36,9 +37,11 @@ class Publisher:
             hint = "pass another --publish address, e.g. tcp://127.0.0.1:5556" if e.errno == zmq.EADDRINUSE \
                 else "give an address such as tcp://127.0.0.1:5555"
             raise InputError(f"cannot publish on {address}: {e.strerror}; {hint}") from None
-        self.address = address
+        self.address = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()  # the port bound where it says *
+        if self.address != address:
+            log(f"publishing on {self.address}")
         if wait_subscribers > 0:
-            log(f"waiting for {wait_subscribers} subscriber(s) on {address}")
+            log(f"waiting for {wait_subscribers} subscriber(s) on {self.address}")
         self._wait(wait_subscribers, wait_timeout_s)
 
     def _wait(self, n: int, timeout_s: float) -> None:

@@ -9,7 +9,7 @@ recorder leaves a readable file holding every flushed frame.
 """
 from __future__ import annotations
 
-from streaming.exits import check_output_folder, run_main  # first: it makes a Ctrl-C during the imports quiet
+from streaming.exits import StopSignals, check_output_folder, run_main  # first: it makes a Ctrl-C during the imports quiet
 
 import argparse
 import json
@@ -19,9 +19,12 @@ import h5py
 import numpy as np
 
 from streaming.datatypes import Frame, InputError
-from streaming.h5format import check_h5_name
+from streaming.h5format import WriteGuard, check_h5_name
 from streaming.protocol import DEFAULT_ADDRESS
 from streaming.subscriber import Subscription
+
+
+STOP_POLL_MS = 200  # how long a stop may wait for the next message
 
 
 class FrameRecorder:
@@ -30,29 +33,38 @@ class FrameRecorder:
             self._f = h5py.File(path, "w", libver="latest")
         except OSError as e:
             raise InputError(f"cannot write {path}: {e}") from None
-        self._f.create_dataset("frames", (0, height, width), np.float32, maxshape=(None, height, width),
-                               chunks=(1, height, width))
-        for name in ("t_start_us", "t_end_us", "seq"):
-            self._f.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
-        for k, v in attrs.items():
-            self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
-        self._f.swmr_mode = True
+        self._guard = WriteGuard(path)
         self.count = 0
+        self.shape = (height, width)
+        with self._guard.writing(0, self._survives()):
+            self._f.create_dataset("frames", (0, height, width), np.float32, maxshape=(None, height, width),
+                                   chunks=(1, height, width))
+            for name in ("t_start_us", "t_end_us", "seq"):
+                self._f.create_dataset(name, (0,), np.int64, maxshape=(None,), chunks=(1024,))
+            for k, v in attrs.items():
+                self._f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+            self._f.swmr_mode = True
 
     def write(self, seq: int, t_start_us: int, t_end_us: int, image: np.ndarray) -> None:
         n = self.count + 1
-        for name, value in (("frames", image), ("t_start_us", t_start_us), ("t_end_us", t_end_us), ("seq", seq)):
-            d = self._f[name]
-            d.resize(n, axis=0)
-            d[n - 1] = value
-            d.flush()
+        with self._guard.writing(image.nbytes + 24, self._survives()):
+            for name, value in (("frames", image), ("t_start_us", t_start_us), ("t_end_us", t_end_us), ("seq", seq)):
+                d = self._f[name]
+                d.resize(n, axis=0)
+                d[n - 1] = value
+                d.flush()
         self.count = n
+
+    def _survives(self) -> str:
+        return f"; the {self.count} frames recorded before are readable"
 
     def add(self, frame: Frame) -> None:
         self.write(frame.seq, frame.t_start_us, frame.t_end_us, frame.image)
 
     def close(self) -> None:
-        self._f.close()
+        if not self._guard.failed:  # HDF5 cannot close it (WriteGuard)
+            with self._guard.closing(self._survives()):
+                self._f.close()
 
 
 def main(argv=None) -> int:
@@ -69,26 +81,31 @@ def main(argv=None) -> int:
     check_output_folder(args.out, "output")
     sub = Subscription(args.connect, (b"frame", b"stats"))  # stats for the final one: the pipeline has ended
     rec, final = None, None
-    try:
-        while not args.max_frames or rec is None or rec.count < args.max_frames:
-            msg = sub.recv()
-            if msg is None:  # gone without its final message
-                break
-            topic, h, img = msg
-            if topic == "stats":
-                if h.get("final"):
-                    final = h
-                    break
-                continue
-            if rec is None:  # a publisher of ours describes its run; any other, at least where it is
-                rec = FrameRecorder(args.out, h["height"], h["width"], h.get("run", {"source": args.connect}))
-            rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if rec:
-            rec.close()
-        sub.close()
+    # Ctrl-C and SIGTERM end the recording between frames, never halfway through one
+    with StopSignals() as stop:
+        try:
+            while not stop.first.is_set() and (not args.max_frames or rec is None or rec.count < args.max_frames):
+                msg = sub.recv(STOP_POLL_MS)
+                if msg is None:
+                    if sub.gone:  # without its final message
+                        break
+                    continue
+                topic, h, img = msg
+                if topic == "stats":
+                    if h.get("final"):
+                        final = h
+                        break
+                    continue
+                if rec is None:  # a publisher of ours describes its run; any other, at least where it is
+                    rec = FrameRecorder(args.out, h["height"], h["width"], h.get("run", {"source": args.connect}))
+                if img.shape != rec.shape:
+                    sub.skip(f"a frame of {img.shape[0]}x{img.shape[1]} in a recording of {rec.shape[0]}x{rec.shape[1]}")
+                    continue
+                rec.write(h["seq"], h["t_start_us"], h["t_end_us"], img)
+        finally:
+            if rec:
+                rec.close()
+            sub.close()
     sent = final.get("frames") if final else None
     if rec is None:
         print("recorded nothing: no frame came")
@@ -97,11 +114,13 @@ def main(argv=None) -> int:
     else:
         print(f"recorded {rec.count} of the pipeline's {sent} frames to {args.out} (the others were sent "
               "before this recorder joined, or dropped by ZeroMQ while it fell behind)")
+    if sub.skipped:
+        print(f"skipped {sub.skipped} bad messages")
     if sub.gone:
         print(f"error: the pipeline at {args.connect} went away without its final message: it was stopped, "
               "or this recorder fell behind and ZeroMQ dropped messages for it", file=sys.stderr)
         return 1
-    return 0
+    return stop.exit_status
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class VoxelRing:
         window = VoxelWindow(0, w.t_start_us, w.t_end_us, None, w.events, w.reference, time.monotonic())
         with self._cv:
             while not self._free:
+                if self._closed:  # the run is over: nothing will take this window
+                    return
                 if not self.live:
                     self._cv.wait()
                 elif self.overload == "drop":
@@ -113,7 +115,8 @@ class VoxelRing:
             return self._closed and not self._pending
 
     def close(self) -> None:
-        """No more windows will come; get() drains what is pending, then returns None."""
+        """No more windows will come; get() drains what is pending, then returns None, and a
+        put() waiting for room gives up."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()

@@ -16,7 +16,7 @@ import numpy as np
 from rosbags import rosbag1, rosbag2
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from streaming.datatypes import EventPacket, InputError, reference_image, size_text
+from streaming.datatypes import EventPacket, InputError, reference_image, require_on_sensor, size_text
 from streaming.interleave import interleave
 from streaming.prophesee import StreamDecoder
 from streaming.sources import is_ros2_bag
@@ -143,7 +143,9 @@ class RosbagSource:
     def __iter__(self):
         packets = 0
         for item in interleave((ev for _, _, ev in self._arrays() if len(ev)), self._frames()):
-            packets += isinstance(item, EventPacket)
+            if isinstance(item, EventPacket):
+                require_on_sensor(f"{self._path} ({self.topic})", item.x, item.y, self.height, self.width)
+                packets += 1
             yield item
         if packets == 0:
             raise InputError(f"{self._path}: {self.topic} holds no events")

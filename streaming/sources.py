@@ -13,6 +13,7 @@ from streaming.prophesee import PROPHESEE_SUFFIXES, PropheseeSource
 
 ROS2_SUFFIXES = (".mcap", ".db3")  # a ROS 2 bag's storage files; the bag itself is their folder
 PACE_SLICE_US = 2000  # replay granularity: a paced stream is released in 2 ms steps
+MIN_RATE, MAX_RATE = 1e-6, 1e6  # replay speeds (max: as fast as it goes)
 
 
 class H5Source:
@@ -99,6 +100,8 @@ def _open(path: str, sensor_size: tuple[int, int] | None, topic: str | None) -> 
     if Path(path).is_dir():
         raise InputError(f"{path}: a folder, not a recording; give a file, or a ROS 2 bag's folder (it holds "
                          "metadata.yaml)")
+    if not Path(path).is_file():  # a FIFO would block the replay, /dev/zero would never end
+        raise InputError(f"{path}: not a regular file (a pipe or a device?); give a recording file")
     if suffix in H5_SUFFIXES:
         return H5Source(path, sensor_size)
     if suffix == ".aedat4":
@@ -120,8 +123,9 @@ def parse_rate(text: str) -> float:
         rate = float(t[:-1] if t.endswith("x") else t)
     except ValueError:
         rate = 0.0
-    if not rate > 0 or rate == float("inf"):
-        raise InputError(f"bad --rate {text!r}: give a positive factor such as 1x, 0.5x, 4x, or max")
+    if not MIN_RATE <= rate <= MAX_RATE:  # 1e-20x: a second of events in 3e12 years, past any timer
+        raise InputError(f"bad --rate {text!r}: give a factor from {MIN_RATE:g}x to {MAX_RATE:g}x, such as 1x, "
+                         f"0.5x, 4x, or max")
     return rate
 
 

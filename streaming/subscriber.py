@@ -1,13 +1,14 @@
 """The stock consumers' end of the wire (view.py, the recorder): a SUB socket on a pipeline."""
 from __future__ import annotations
 
+import sys
 import time
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from streaming.datatypes import InputError
-from streaming.protocol import DEFAULT_ADDRESS, check_port, decode
+from streaming.protocol import DEFAULT_ADDRESS, BadMessage, check_port, decode
 
 
 class Subscription:
@@ -35,6 +36,8 @@ class Subscription:
         self._poller.register(self._sock, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
         self._connected = self.gone = False
+        self._address = address
+        self.skipped = 0  # bad messages
 
     def recv(self, timeout_ms: int | None = None):
         """The next message as (topic, header, image or None), or None: nothing came within
@@ -44,14 +47,35 @@ class Subscription:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
             ready = dict(self._poller.poll(left))
             if self._sock in ready:  # queued messages first: they were sent before it went
-                return decode(self._sock.recv_multipart())
+                if msg := self._decoded():
+                    return msg
+                continue
             if self._monitor not in ready:
                 return None
             event = recv_monitor_message(self._monitor)["event"]
             # a disconnect before any handshake is a refused attempt: the pipeline is not up yet
             self.gone = event == zmq.EVENT_DISCONNECTED and self._connected
             self._connected |= event == zmq.EVENT_HANDSHAKE_SUCCEEDED
-        return decode(self._sock.recv_multipart()) if self._sock.poll(0) else None
+        while self._sock.poll(0):
+            if msg := self._decoded():
+                return msg
+        return None
+
+    def _decoded(self):
+        """The next message, or None where it was a bad one (skipped)."""
+        try:
+            return decode(self._sock.recv_multipart())
+        except BadMessage as e:
+            self.skip(str(e))
+            return None
+
+    def skip(self, reason: str) -> None:
+        """Count a message the consumer cannot use. Said on stderr for the 1st, 10th, 100th, ...:
+        a sender that sends nothing else must not flood the terminal."""
+        self.skipped += 1
+        if str(self.skipped).strip("0") == "1":
+            print(f"warning: skipped a bad message from {self._address} ({reason}); {self.skipped} so far",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self._sock.disable_monitor()

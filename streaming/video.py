@@ -1,6 +1,7 @@
 """The side-by-side video: events | reconstruction | reference frame."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from fractions import Fraction
 
 import av
@@ -8,6 +9,9 @@ import numpy as np
 
 from model.tonemap import CausalToneMapper
 from streaming.datatypes import EventPacket, Frame, InputError
+from streaming.exits import require_room
+
+FULL = "; the video ends there, playable"
 
 
 def event_image(ev: EventPacket, height: int, width: int) -> np.ndarray:
@@ -31,6 +35,7 @@ class SideBySideVideo:
     under overload are no tick long: shown one a frame, they made a 2.4 s recording a 6 s video."""
 
     def __init__(self, path: str, height: int, width: int, fps: Fraction):
+        self._path = path
         try:
             self._out = av.open(path, "w")
             self._stream = self._out.add_stream("libx264", rate=fps)
@@ -69,14 +74,32 @@ class SideBySideVideo:
         return canvas
 
     def _show(self, canvas: np.ndarray, ticks: int) -> None:
-        for _ in range(ticks):
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, "rgb24")):
-                self._out.mux(packet)
+        require_room(self._path, canvas.nbytes, FULL)  # at most a raw frame a tick, and room to close
+        with self._writing():
+            for _ in range(ticks):
+                for packet in self._stream.encode(av.VideoFrame.from_ndarray(canvas, "rgb24")):
+                    self._out.mux(packet)
         self._ticks += ticks
 
     def close(self) -> None:
+        """Into the room _show kept free: a full disk ends the frames, not the video."""
+        full = None
         if self._newest is not None:
-            self._show(self._canvas(*self._newest), 1)
-        for packet in self._stream.encode():  # flush
-            self._out.mux(packet)
-        self._out.close()
+            try:
+                self._show(self._canvas(*self._newest), 1)
+            except InputError as e:
+                full = e
+        with self._writing():
+            for packet in self._stream.encode():  # flush
+                self._out.mux(packet)
+            self._out.close()
+        if full:
+            raise full
+
+    @contextmanager
+    def _writing(self):
+        """The disk filled all the same (another program wrote to it meanwhile): one line."""
+        try:
+            yield
+        except OSError as e:
+            raise InputError(f"{self._path}: cannot write ({e.strerror or e}); the video may not play") from None

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -66,7 +67,7 @@ class Windower:
         self._framed = False  # a reference frame has come
         self._dropped = 0  # events the sanitizer removed, which the sources' event_idx still counts
 
-    def add_reference(self, ref: ReferenceFrame) -> list[ClosedWindow]:
+    def add_reference(self, ref: ReferenceFrame) -> Iterable[ClosedWindow]:
         if self.policy.policy == "frames" and ref.event_idx < 0:
             raise InputError("frame-aligned windows need reference frames with event indices; "
                              "this source has none: use --window-ms or --window-events")
@@ -79,8 +80,9 @@ class Windower:
         self._framed = True
         return self._cut_frames() if self.policy.policy == "frames" else []
 
-    def add_events(self, ev: EventPacket, dropped: int = 0) -> list[ClosedWindow]:
-        """dropped: events of this packet that the sanitizer removed."""
+    def add_events(self, ev: EventPacket, dropped: int = 0) -> Iterable[ClosedWindow]:
+        """dropped: events of this packet that the sanitizer removed. The windows come as they
+        are cut (a quiet hour in 1 ms windows is millions): take them all before the next call."""
         self._dropped += dropped
         if len(ev) == 0:
             return []
@@ -115,46 +117,43 @@ class Windower:
         self._t_start = t_end
         return w
 
-    def _cut_ms(self) -> list[ClosedWindow]:
+    def _cut_ms(self) -> Iterator[ClosedWindow]:
         step = int(round(self.policy.ms * 1000))
         last_t = int(self._pending[-1].t[-1])
-        out = []
         while last_t >= self._t_start + step:
             t_end = self._t_start + step
             ev = EventPacket.concat(self._pending)
             n = int(np.searchsorted(ev.t, t_end, "left"))
             self._pending = [ev]
-            out.append(self._close(t_end, self._take(n)))
-        return out
+            yield self._close(t_end, self._take(n))
 
-    def _cut_events(self) -> list[ClosedWindow]:
-        out = []
+    def _cut_events(self) -> Iterator[ClosedWindow]:
         limit = int(round(self.policy.max_ms * 1000)) if self.policy.max_ms else None
         while self._n_pending:
+            # Joined only once a window can end: joined for every packet, a window of millions of
+            # events gathered from 2 ms packets cost time quadratic in its events.
+            due = limit is not None and self._pending[-1].t[-1] >= self._t_start + limit
+            if self._n_pending < self.policy.events and not due:
+                return
             ev = EventPacket.concat(self._pending)
             self._pending = [ev]
-            if limit is not None and ev.t[-1] >= self._t_start + limit:  # no event can come before the deadline
+            if due:  # no event can come before the deadline
                 n = int(np.searchsorted(ev.t, self._t_start + limit, "left"))
                 if n < self.policy.events:  # the deadline comes first
-                    out.append(self._close(self._t_start + limit, self._take(n)))
+                    yield self._close(self._t_start + limit, self._take(n))
                     continue
-            if self._n_pending < self.policy.events:
-                break
             # Every event of the window's last timestamp goes in, or the next window would start
             # with events before its t_start; a later event shows they have all come.
             n = int(np.searchsorted(ev.t, ev.t[self.policy.events - 1], "right"))
             if n == self._n_pending:
-                break
+                return
             ev = self._take(n)
-            out.append(self._close(int(ev.t[-1]) + 1, ev))
-        return out
+            yield self._close(int(ev.t[-1]) + 1, ev)
 
-    def _cut_frames(self) -> list[ClosedWindow]:
-        out = []
+    def _cut_frames(self) -> Iterator[ClosedWindow]:
         while self._refs and self._refs[0].event_idx <= self._consumed + self._n_pending:
             ref = self._refs.pop(0)
             n = max(ref.event_idx - self._consumed, 0)
             if self._t_start is None:
                 self._t_start = ref.t_us
-            out.append(self._close(ref.t_us, self._take(n), ref))
-        return out
+            yield self._close(ref.t_us, self._take(n), ref)

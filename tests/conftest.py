@@ -80,3 +80,25 @@ def dvserver():
             proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem of 4 MiB, a tmpfs: full disks are tried on it. Mounting one needs root
+    (or a user namespace): elsewhere the test is skipped."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def fill(disk, leave_kib: int) -> None:
+    """Fill the disk but leave_kib KiB."""
+    st = os.statvfs(disk)
+    (disk / "filler").write_bytes(bytes(max(st.f_bavail * st.f_frsize - leave_kib * 1024, 0)))

@@ -17,7 +17,7 @@ from model.checkpoint import arch_from_state_dict, load_checkpoint, save_checkpo
 from model.eventhdr import OFFICIAL_ARCH, EventHDRWrapper, make_arch
 from model.stream import EventHDRStream, load_network
 from streaming.datatypes import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, run_cli, write_moving_edge
 from tests.test_eventhdr import SMALL, one_torch_thread, push_all, random_grids  # noqa: F401 (fixture)
 
 # The official training code's config class, as far as pickling sees it.
@@ -116,6 +116,19 @@ def test_our_checkpoint_round_trips_and_loads_weights_only(tmp_path):
     save_checkpoint(tmp_path / "bare.pth", net.model)  # the bare network saves the same keys
     assert load_checkpoint(tmp_path / "bare.pth")[2].keys() == sd.keys()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_checkpoint_of_nan_weights_is_refused_at_load(tmp_path, one_torch_thread):
+    """A diverged training's weights gave all-NaN frames, silently."""
+    net = small_wrapper()
+    with torch.no_grad():
+        net.model.conv_last.weight[0, 0, 0, 0] = float("nan")
+    save_checkpoint(tmp_path / "nan.pth", net)
+    write_moving_edge(tmp_path / "r.h5", seconds=0.1)
+    r = run_cli("run_replay.py", tmp_path / "r.h5", "--model", tmp_path / "nan.pth", "--rate", "max",
+                "--publish", f"tcp://127.0.0.1:{free_port()}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "1 tensors hold NaN or inf (model.conv_last.weight)" in r.stderr and "nan.pth" in r.stderr
 
 
 def test_numpy_scalars_of_a_trainers_bookkeeping_load(tmp_path):
