@@ -327,7 +327,7 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, styl
     light = _illumination if style == "hdr" else _ordinary_illumination
     illum, emissive = light(rng, canvas_h, canvas_w, side)
     n_sprites = int(rng.integers(1, 7))
-    pauses = np.zeros((int(rng.integers(0, _MAX_PAUSES + 1)), 2))
+    pauses = np.zeros((int(rng.integers(0, _MAX_PAUSES + 1)) if seconds > 0 else 0, 2))
     for i, start in enumerate(np.sort(rng.uniform(0, seconds, len(pauses)))):
         start = max(start, pauses[i - 1, 1]) if i else start  # one after another, never overlapping
         pauses[i] = start, start + rng.uniform(*_PAUSE_S)

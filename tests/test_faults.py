@@ -16,8 +16,9 @@ import pytest
 import zmq
 
 from tests.conftest import REPO, fill, free_port, run_cli, write_moving_edge
+from tests.test_view import x_display  # noqa: F401 (a fixture)
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "SDL_VIDEODRIVER": "dummy"}  # SDL's window without a screen
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def one_error_line(r, *words):
@@ -88,12 +89,12 @@ def stats_message(**fields):
     return [b"stats", json.dumps({"v": 1, "frames_per_s": 10.0, **fields}).encode()]
 
 
-def feed(consumer: list, messages) -> subprocess.CompletedProcess:
+def feed(consumer: list, messages, env=ENV) -> subprocess.CompletedProcess:
     """Run a consumer against a publisher that sends `messages` once it has subscribed."""
     address = f"tcp://127.0.0.1:{free_port()}"
     with zmq.Context() as ctx, ctx.socket(zmq.XPUB) as pub:
         pub.bind(address)
-        p = subprocess.Popen([sys.executable, *consumer, address], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, *consumer, address], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         try:
             assert pub.poll(30_000), "the consumer did not subscribe"
@@ -120,15 +121,15 @@ def test_the_recorder_skips_bad_messages_with_a_count_and_records_the_rest(tmp_p
         assert f["seq"][:].tolist() == [0, 6] and f["frames"][1].mean() == 6
 
 
-def test_the_viewer_skips_bad_messages_with_a_count_and_shows_the_rest():
-    """It crashed on a preview whose payload did not match its header, a 0x0 preview, a null or
+def test_the_viewer_skips_bad_messages_with_a_count_and_shows_the_rest(x_display):
+    """It crashed on a frame whose payload did not match its header, a 0x0 frame, a null or
     string field."""
     r = feed(["view.py"], [
-        image_message("preview", 0, payload=b"123"), image_message("preview", 1, h=0, w=0, payload=b""),
-        image_message("preview", 2, latency_ms=None), image_message("preview", 3, t_end_us="soon"),
-        stats_message(frames_per_s="fast"), image_message("preview", 4), stats_message(final=True)])
+        image_message("frame", 0, payload=b"123"), image_message("frame", 1, h=0, w=0, payload=b""),
+        image_message("frame", 2, latency_ms=None), image_message("frame", 3, t_end_us="soon"),
+        stats_message(frames_per_s="fast"), image_message("frame", 4), stats_message(final=True)], x_display.env)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "warning: skipped a bad message" in r.stderr and "pictures; the pipeline ended" in r.stdout, r.stdout
+    assert "warning: skipped a bad message" in r.stderr and "shown 1 of 1 frames; the pipeline ended" in r.stdout, r.stdout
 
 
 def test_a_viewer_scale_beyond_any_screen_is_one_line():

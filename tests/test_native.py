@@ -189,12 +189,15 @@ def test_network_entry_uses_native_for_inference(monkeypatch):
     with torch.inference_mode():
         deform.deform_conv2d(*_network_args())
         assert calls == [1]
-        # No CPU kernel for bfloat16: torchvision's runs it.
-        deform.deform_conv2d(*(t.bfloat16() for t in _network_args()))
-        # Nor for a mix (autocast's half-precision offsets beside a float32 input): no error either
+        # A bfloat16 network (LiveHDR's fast path) runs the float32 kernel, its result in bfloat16
+        want = deform.deform_conv2d(*_network_args())
+        got = deform.deform_conv2d(*(t.bfloat16() for t in _network_args()))
+        assert calls == [1, 1, 1] and got.dtype == torch.bfloat16
+        assert torch.allclose(got.float(), want, atol=0.05 * want.abs().max())
+        # Not a mix (autocast's half-precision offsets beside a float32 input): the grid-sample path, no error
         x, offset, weight, bias, mask = _network_args()
         deform.deform_conv2d(x, offset.bfloat16(), weight, bias, mask.bfloat16())
-    assert calls == [1]
+    assert calls == [1, 1, 1]
 
 
 def test_network_entry_trains_without_native():

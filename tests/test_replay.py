@@ -576,7 +576,8 @@ def test_ctrl_c_inside_compiled_code_is_an_interrupt_too():
 
 @pytest.mark.parametrize("text,message", [
     ("bins: five\n", "bins must be an integer"), ("model: {type: highpass, cutoff: 3}\n", "unknown settings cutoff"),
-    ("model: {type: e2vid}\n", "use highpass or eventhdr"), ("window: {policy: ms, size: 3}\n", "bad window settings"),
+    ("model: {type: e2vid}\n", "use one of highpass, pienet, pienet-lite, livehdr, eventhdr, checkpoint"),
+    ("window: {policy: ms, size: 3}\n", "bad window settings"),
     ("colour: red\n", "unknown settings colour"), ("model: [\n", "not valid YAML"),
     ("device: gpu\n", "use auto, cpu, cuda or cuda:N"),
     ("window: {policy: ms, max_ms: 50}\n", "is for event-count windows"),

@@ -187,7 +187,7 @@ def test_recording_ground_truth_is_linear_down_to_the_darkest_decade(recording):
         times = [int(f["images"][name].attrs["timestamp"] * 1e6 + 0.5) for name in f["images"]]
     assert all(img.dtype == np.float32 for img in images)
     assert max(float(img.max()) for img in images) == 1.0  # the sequence's brightest pixel
-    truth = make_scene(np.random.SeedSequence(5).spawn(2)[0], 48, 64).render(times[3] * 1e-6) * scale
+    truth = make_scene(np.random.SeedSequence(5).spawn(2)[0], 48, 64, seconds=0.4).render(times[3] * 1e-6) * scale
     dark = truth < 1e-4  # uint16 kept 0 to 6 levels of these: their texture was lost
     assert dark.mean() > 0.05
     np.testing.assert_allclose(images[3][dark], truth[dark], rtol=1e-6)
