@@ -14,8 +14,8 @@ Each window of events updates two states and gives its own frame (lookahead 0):
 All the work runs at 1/4 resolution: the window's voxel grid and the log state enter by
 pixel-unshuffle, the correction leaves by pixel-shuffle, from the updated memory and the window's
 own features (which carry each pixel's detail). No convolution runs at full resolution: on a
-CPU one costs as much as the whole recurrent core, and channels-last bf16 convolutions at 1/4
-resolution run at the CPU's matrix units' speed.
+CPU one costs as much as the whole recurrent core, and bf16 convolutions of 32 channels and more
+at 1/4 resolution run at the CPU's matrix units' speed.
 Output: the log radiance less its mean over the frame (the events fix log radiance only up to an
 offset; this keeps the state's level from drifting), so exp() of it is linear radiance, positive,
 with a geometric mean of 1.
