@@ -29,7 +29,7 @@ $(NATIVE_STAMP): $(VENV_STAMP) $(NATIVE_SRC)
 demo: setup
 	$(PY) -m streaming.demo $(ARGS)
 
-test: setup
+test: setup photos  # the held-out scene that tests the shipped weights is drawn with the photographs
 	$(PY) -m pytest -q tests
 
 clean:
