@@ -10,7 +10,7 @@ from streaming.datatypes import InputError, Reconstructor
 def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "auto",
                        live: bool = False) -> Reconstructor:
     """device: where the network runs (see resolve_device); the filter runs on the CPU.
-    live: a network on the CPU leaves one core to reading the camera (see below)."""
+    live: a network on the CPU leaves one core to reading the camera or the paced recording (see below)."""
     kind = model_cfg["type"]
     if kind == "highpass":
         from model.highpass import HighPassFilter

@@ -39,7 +39,9 @@ class Pipeline:
         if cfg.window.policy == "frames" and not source.has_frames:
             raise InputError(f"{source.description} has no intensity frames; {NEEDS_FRAMES}")
         h, w = source.height, source.width
-        self.model = model or make_reconstructor(cfg.model, h, w, cfg.device, live=source.live)
+        # a replay paced at a rate must keep up as a camera's stream must: the same one core to reading
+        paced_or_live = source.live or rate < float("inf")
+        self.model = model or make_reconstructor(cfg.model, h, w, cfg.device, live=paced_or_live)
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
