@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.networks import NETWORKS, build_network
+from model.networks import build_network, checked_arch
 from streaming.datatypes import InputError
 
 
@@ -156,7 +156,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[str, dict, dict]:
     sd = {_strip_module(k): v for k, v in sd.items()}
     family = family_of(sd)
     try:
-        arch = NETWORKS[family][1](arch_from_state_dict(sd))
+        arch = checked_arch(family, arch_from_state_dict(sd))
     except KeyError as e:
         raise InputError(f"checkpoint {path}: no tensor {e.args[0]}; not an EventHDR checkpoint") from None
     except InputError as e:

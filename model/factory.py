@@ -31,9 +31,8 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
         raise InputError(f"model {kind} has no weights: give --model CHECKPOINT (ours, or the official EventHDR "
                          "checkpoint), or set weights: in the config")
     else:
-        from model.checkpoint import load_checkpoint
         from model.stream import load_network
-        family = load_checkpoint(model_cfg["weights"])[0] if kind == "checkpoint" else kind
+        family = None if kind == "checkpoint" else kind  # None: whichever network the file holds
         model = load_network(model_cfg["weights"], family, model_cfg.get("arch"), height, width, device,
                              bf16=use_bf16(model_cfg.get("precision", "auto"), device))
     if live and device == "cpu":

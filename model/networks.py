@@ -10,7 +10,11 @@ from model.livehdr import LiveHDR, make_live_arch
 NETWORKS = {"eventhdr": (EventHDRWrapper, make_arch), "livehdr": (LiveHDR, make_live_arch)}
 
 
+def checked_arch(family: str, arch: dict | None = None) -> dict:
+    """A config's `arch:` settings (None: the default size) completed and checked, for the family."""
+    return NETWORKS[family][1](arch)
+
+
 def build_network(family: str, arch: dict | None = None) -> nn.Module:
-    """A network of the family with random weights; arch: a config's settings (None: the default size)."""
-    cls, check = NETWORKS[family]
-    return cls(**check(arch))
+    """A network of the family with random weights; arch: as checked_arch takes it."""
+    return NETWORKS[family][0](**checked_arch(family, arch))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from model.checkpoint import load_checkpoint
 from model.eventhdr import EventHDR
 from model.livehdr import SCALE, LiveHDR
-from model.networks import build_network
+from model.networks import build_network, checked_arch
 from streaming.datatypes import InputError, VoxelWindow
 
 
@@ -119,23 +119,25 @@ class LiveHDRStream:
         return self._pad.crop(log_out)
 
 
-def load_network(weights: str | None, family: str, arch: dict | None, height: int, width: int,
+def load_network(weights: str | None, family: str | None, arch: dict | None, height: int, width: int,
                  device: str = "cpu", bf16: bool = False) -> EventHDRStream | LiveHDRStream:
     """The streaming model for a sensor of height x width.
 
     weights: a checkpoint (official or ours), whose tensors define the network and its
-    architecture (a family and `arch` given beside it must agree); None: random initialisation
-    of `arch` (None: the family's default size), for benchmarks. bf16: run LiveHDR in bfloat16."""
+    architecture (a family and `arch` given beside it must agree; family None: the checkpoint's);
+    None: random initialisation of `arch` (None: the family's default size), for benchmarks.
+    bf16: run LiveHDR in bfloat16."""
     if weights is None:
         net = build_network(family, arch)
     else:
         ckpt_family, ckpt_arch, state_dict = load_checkpoint(weights)
+        family = family or ckpt_family
         if ckpt_family != family:
             raise InputError(f"checkpoint {weights} holds a {ckpt_family} network, but the config's model type is "
                              f"{family}; give the matching type (or --model PATH, which reads it from the file)")
-        if arch is not None and build_network(family, arch).arch != ckpt_arch:
+        if arch is not None and checked_arch(family, arch) != ckpt_arch:
             raise InputError(f"checkpoint {weights} holds the network {ckpt_arch}, but the config's model arch "
-                             f"says {build_network(family, arch).arch}; remove `arch` or fix it")
+                             f"says {checked_arch(family, arch)}; remove `arch` or fix it")
         net = build_network(family, ckpt_arch)
         net.load_state_dict(state_dict)
     if family == "eventhdr":

@@ -38,7 +38,7 @@ from model.checkpoint import load_checkpoint, load_error, save_checkpoint
 from model.evaluate import frame_windows, recordings
 from model.factory import PRECISIONS, THREADS_HELP, set_threads, use_bf16
 from model.losses import frame_loss, temporal_loss
-from model.networks import NETWORKS, build_network
+from model.networks import NETWORKS, build_network, checked_arch
 from streaming.config import load_config, resolve_device
 from streaming.datatypes import InputError
 from streaming.exits import check_output_dir
@@ -273,10 +273,10 @@ def _network(args):
     if not args.init:
         return build_network(family, cfg.model.get("arch"))
     ckpt_family, arch, state_dict = load_checkpoint(args.init)
-    if args.config and (ckpt_family != family or build_network(family, cfg.model.get("arch")).arch != arch):
+    config_arch = checked_arch(family, cfg.model.get("arch"))
+    if args.config and (ckpt_family != family or config_arch != arch):
         raise InputError(f"--init {args.init} holds the {ckpt_family} network {arch}, but --config {args.config} "
-                         f"describes {family} {build_network(family, cfg.model.get('arch')).arch}; fine-tuning keeps "
-                         "the checkpoint's: drop --config")
+                         f"describes {family} {config_arch}; fine-tuning keeps the checkpoint's: drop --config")
     net = build_network(ckpt_family, arch)
     net.load_state_dict(state_dict)
     return net
