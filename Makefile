@@ -27,10 +27,10 @@ $(NATIVE_STAMP): $(VENV_STAMP) $(NATIVE_SRC)
 	echo "warning: native kernels did not build or failed their check (see build/native.log); using the slower grid-sample deformable convolution"; fi
 
 demo: setup
-	$(PY) -m streaming.demo $(ARGS)
+	$(PY) run_replay.py --demo --stats-every 1 $(ARGS)
 
 test: setup photos  # the held-out scene that tests the shipped weights is drawn with the photographs
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest
 
 clean:
 	rm -rf .venv build out data/demo.h5 native/_C*.so  # data/ may hold training data: only the demo's
@@ -41,8 +41,8 @@ clean:
 DATA := data/v5
 
 data: setup photos
-	$(PY) -m model.make_dataset $(DATA)/all --split train --count 264 --seconds 2 --size 128x160 --style mix
-	$(PY) -m model.make_dataset $(DATA)/test --split test --count 8 --seconds 3 --size 180x240
+	$(PY) -m model.simulation.make_dataset $(DATA)/all --split train --count 264 --seconds 2 --size 128x160 --style mix
+	$(PY) -m model.simulation.make_dataset $(DATA)/test --split test --count 8 --seconds 3 --size 180x240
 
 # Photographs for the scenes' textures: Debian's wallpaper packages (model.scenes.PHOTO_PACKAGES).
 # Without them the scenes draw from scikit-image's 16 samples only, and a seed gives another scene.

@@ -11,10 +11,11 @@ import numpy as np
 from tqdm import tqdm
 
 from streaming.cli import RECORDING_HELP, SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
-from streaming.datatypes import InputError, ReferenceFrame
+from streaming.datatypes import ReferenceFrame
+from streaming.errors import InputError
 from streaming.exits import check_output_folder, same_file
 from streaming.h5format import EventH5Writer, check_h5_name
-from streaming.sources import open_recording
+from streaming.sources.open import open_recording
 
 
 def main(argv=None) -> int:

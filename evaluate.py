@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Evaluate models against ground-truth frames: see model/evaluate.py."""
+"""Evaluate models against ground-truth frames: see model/evaluation/evaluate.py."""
 from streaming.exits import run_main  # first: it makes a Ctrl-C during the imports quiet
-from model.evaluate import main
+from model.evaluation.evaluate import main
 
 if __name__ == "__main__":
     run_main(main)

@@ -13,12 +13,14 @@ import signal
 import time
 from pathlib import Path
 
+from model.factory import make_reconstructor, run_device
 from streaming.cli import common_parser, describe_model, outputs, print_outputs, run_config
-from streaming.datatypes import InputError, SourceLost, SourceUnavailable
-from streaming.dvsources import open_source, serve_events
+from streaming.errors import InputError, SourceLost, SourceUnavailable
+from streaming.outputs.event_server import serve_events
+from streaming.outputs.publisher import Publisher
 from streaming.pipeline import Pipeline
-from streaming.publisher import Publisher
 from streaming.ring import OVERLOAD_POLICIES
+from streaming.sources.open import open_source
 from streaming.stats import run_totals
 
 RECONNECT_EVERY_S = 1.0
@@ -44,13 +46,15 @@ def main(argv=None) -> int:
     if args.serve_events:
         return _serve(args, ap)
     cfg = run_config(args)
+    cfg.device = run_device(cfg.model, cfg.device)
     # One publisher for the whole run: subscribers stay connected across reconnections, and get
-    # the final stats once, at its end. Made before the source opens: a camera's events would
-    # pile up into one first window while it waits for subscribers.
-    publisher = Publisher(cfg.publish, args.wait_subscribers)
+    # the final stats once, at its end. It waits for them before the source opens: a camera's
+    # events would pile up into one first window meanwhile.
+    publisher = Publisher(cfg.publish)
     signal.signal(signal.SIGTERM, _interrupt)  # between connections too, the run ends as with Ctrl-C
     sequences = []  # each connection's final stats
     try:
+        publisher.wait_for_subscribers(args.wait_subscribers)
         return _connections(args, cfg, publisher, sequences)
     finally:
         publisher.finish(run_totals(sequences))
@@ -69,7 +73,8 @@ def _connections(args, cfg, publisher, sequences: list) -> int:
             f"{describe_model(cfg)}, overload {cfg.overload}; publishing on {cfg.publish}")
         out = _numbered(outputs(args), attempt)
         left = args.max_seconds if deadline is None else max(deadline - time.monotonic(), 0.0)
-        pipeline = Pipeline(source, cfg, float("inf"), out, left, publisher=publisher)
+        model = make_reconstructor(cfg.model, source.height, source.width, cfg.device, live=True)
+        pipeline = Pipeline(source, cfg, model, publisher, float("inf"), out, left)
         if args.max_seconds is not None and deadline is None:
             deadline = time.monotonic() + args.max_seconds
         try:

@@ -19,10 +19,10 @@ from streaming.exits import run_main  # first: it makes a Ctrl-C during the impo
 import argparse
 import asyncio
 
-from streaming.datatypes import InputError
-from streaming.desktop import watch
-from streaming.protocol import DEFAULT_ADDRESS
-from streaming.webview import DEFAULT_WEB, serve
+from streaming.errors import InputError
+from streaming.viewers.desktop import watch
+from streaming.outputs.protocol import DEFAULT_ADDRESS
+from streaming.viewers.web import DEFAULT_WEB, serve
 
 SCALES = range(1, 17)  # screen pixels per sensor pixel: beyond 16 even a 64x48 sensor overflows a screen
 

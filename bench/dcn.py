@@ -18,8 +18,8 @@ from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
 import native
 from bench.args import positive_int
-from streaming.config import resolve_device
-from streaming.datatypes import InputError
+from model.factory import resolve_device
+from streaming.errors import InputError
 from streaming.exits import run_main
 
 SIZES = [(130, 173), (260, 346)]  # (height, width): half and full DAVIS346 resolution

@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.args import positive_int
 from streaming.datatypes import EventPacket
-from streaming.dvsources import denoiser, from_event_store, to_event_store
 from streaming.exits import run_main
+from streaming.sources.dv import denoiser, from_event_store, to_event_store
 
 H, W = 260, 346
 UNIX_US = 1_700_000_000_000_000  # camera clocks: dv's filter treats times near 0 as its own start

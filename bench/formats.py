@@ -15,10 +15,10 @@ from pathlib import Path
 
 from bench.args import positive_int
 from streaming.datatypes import EventPacket
-from streaming.h5format import EventH5Writer
-from streaming.prophesee import PropheseeSource
-from streaming.sources import H5Source
 from streaming.exits import run_main
+from streaming.h5format import EventH5Writer
+from streaming.sources.hdf5 import H5Source
+from streaming.sources.prophesee import PropheseeSource
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "prophesee"
 FILES = {"evt3_wrap.raw": None, "gen4_wrap.dat": None, "evt2_start.raw": (480, 640)}

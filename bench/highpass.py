@@ -19,10 +19,10 @@ import numpy as np
 from bench.args import positive_int
 from model.highpass import HighPassFilter, TextbookHighPass
 from streaming.datatypes import EventPacket, VoxelWindow
-from streaming.offline import voxel_windows
-from streaming.sources import open_recording
-from streaming.windows import WindowPolicy
 from streaming.exits import run_main
+from streaming.offline import voxel_windows
+from streaming.sources.open import open_recording
+from streaming.windows import Cut, WindowPolicy
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = {"street 346x260": REPO.parent / "shared" / "data" / "davis346_street.aedat4",
@@ -31,7 +31,7 @@ RECORDINGS = {"street 346x260": REPO.parent / "shared" / "data" / "davis346_stre
 
 def recording_windows(path: Path) -> tuple[list[VoxelWindow], int, int]:
     src = open_recording(str(path))
-    windows = list(voxel_windows(src, WindowPolicy("ms", ms=25), 5))
+    windows = list(voxel_windows(src, WindowPolicy(Cut.MS, ms=25), 5))
     src.close()
     return windows, src.height, src.width
 

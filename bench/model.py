@@ -26,11 +26,11 @@ from torch import nn
 
 from bench.args import positive_int
 from model.factory import cpu_has_bf16, live_threads, make_reconstructor
-from model.layers import DCNPack
-from model.livehdr import SCALE
+from model.networks.layers import DCNPack
+from model.networks.livehdr import SCALE
 from streaming.cli import parse_size
 from streaming.config import load_config
-from streaming.datatypes import EventPacket, InputError, VoxelWindow
+from streaming.datatypes import EventPacket, VoxelWindow
 from streaming.exits import run_main
 
 SAMPLING_MACS = 5  # per sampled value of a deformable conv: 4 bilinear taps + 1 mask product

@@ -22,25 +22,34 @@ import time
 from pathlib import Path
 
 import torch
+from streaming.outputs.sinks import Outputs
 
 from bench.args import positive_float
-from model.factory import live_threads, make_reconstructor
+from model.factory import live_threads, make_reconstructor, run_device
+from model.simulation.demo import ensure_demo_recording
 from streaming.cli import SENSOR_SIZE_HELP, TOPIC_HELP, parse_size
-from streaming.config import load_config, resolve_device
-from streaming.datatypes import EventPacket, Outputs
-from streaming.demo import ensure_demo_recording
-from streaming.pipeline import Pipeline
-from streaming.dvsources import NetworkSource
-from streaming.sources import open_recording, paced
-from streaming.offline import voxel_windows
+from streaming.config import load_config
+from streaming.datatypes import EventPacket
 from streaming.exits import run_main
+from streaming.offline import voxel_windows
+from streaming.outputs.publisher import Publisher
+from streaming.pipeline import Pipeline
+from streaming.sources.dv import NetworkSource
+from streaming.sources.open import open_recording
+from streaming.sources.pacing import paced
+
+
+def quiet_pipeline(src, cfg, model) -> Pipeline:
+    """Unpaced, no stats lines, a publisher nobody listens to."""
+    return Pipeline(src, cfg, model, Publisher(cfg.publish, log=lambda s: None), float("inf"),
+                    Outputs(stats_every_s=1e9), log=lambda s: None)
 
 
 def model_only(open_src, cfg):
     """The same windows, binned up front, pushed straight into the model."""
     src = open_src()
     windows = list(voxel_windows(src, cfg.window, cfg.bins))
-    model = make_reconstructor(cfg.model, src.height, src.width)
+    model = make_reconstructor(cfg.model, src.height, src.width, cfg.device)
     t0 = time.perf_counter()
     for w in windows:
         model.push(w)
@@ -64,14 +73,14 @@ def live(cfg, rate: float, seconds: float, size: tuple[int, int], torch_threads:
         if torch_threads:
             torch.set_num_threads(torch_threads)
         t0 = time.perf_counter()  # the stream starts as the reader connects
-        stats = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), model=model, log=lambda s: None).run()
+        stats = quiet_pipeline(src, cfg, model).run()
         wall = time.perf_counter() - t0
         sent = int(server.communicate(timeout=30)[0].split()[-1])  # "sent N": the stream has ended
     finally:
         server.kill()
         server.wait()
     p50, p99 = stats.latency_ms()
-    windows = stats.windows if cfg.window.policy != "ms" else round(seconds * 1000 / cfg.window.ms)
+    windows = round(seconds * 1000 / cfg.window.fixed_ms) if cfg.window.fixed_ms else stats.windows
     # a reader that falls behind shows in `behind`; its events wait at the sender, which drops what does not fit
     print(f"  live HxW {size[0]}x{size[1]} {rate / 1e6:.1f} Mev/s: events in / sent {stats.events / sent:.3f}; "
           f"frames / windows of the stream {stats.frames / windows:.2f}; done {wall - seconds:.2f} s after the "
@@ -102,10 +111,11 @@ def main():
         return open_recording(str(path), sensor_size, args.topic)
     cfg = load_config(args.config)
     cfg.publish = "tcp://127.0.0.1:*"  # any free port: nobody listens
+    cfg.device = run_device(cfg.model, cfg.device)
 
     n_win, t_model = model_only(open_src, cfg)
     src = open_src()
-    pipe = Pipeline(src, cfg, float("inf"), Outputs(stats_every_s=1e9), log=lambda s: None)
+    pipe = quiet_pipeline(src, cfg, make_reconstructor(cfg.model, src.height, src.width, cfg.device))
     t0 = time.perf_counter()
     stats = pipe.run()
     t_pipe = time.perf_counter() - t0
@@ -128,7 +138,7 @@ def main():
     duration = (t_last - t_first) * 1e-6
     print(f"  pacing at 1x:  {last - first:.3f} s wall for {duration:.3f} s of events: ratio {(last - first) / duration:.4f}")
 
-    cpu_network = cfg.model["type"] != "highpass" and resolve_device(cfg.device) == "cpu"
+    cpu_network = cfg.model["type"] != "highpass" and cfg.device == "cpu"
     for rate in args.live_rates:
         frames = live(cfg, rate, args.live_seconds, args.live_size)
         if cpu_network:

@@ -3,13 +3,37 @@ import functools
 import math
 from pathlib import Path
 
-from streaming.config import resolve_device
-from streaming.datatypes import InputError, Reconstructor
+from streaming.config import check_device
+from streaming.datatypes import Reconstructor
+from streaming.errors import InputError
 
 
-def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "auto",
+def resolve_device(name: str) -> str:
+    """The torch device for the network: 'auto' is the first CUDA GPU where torch sees one, else
+    the CPU. Asking for a GPU that is not there is the user's mistake, not a silent fallback."""
+    check_device(name)
+    import torch  # here, not at the top: the filter's runs never load torch
+    if name == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        index = int(name.partition(":")[2] or 0)
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
+        if index >= torch.cuda.device_count():
+            raise InputError(f"device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+        return f"cuda:{index}"
+    return name
+
+
+def run_device(model_cfg: dict, name: str) -> str:
+    """The device a run's model gets (a config's or --device's `name`): the filter runs on the CPU."""
+    return "cpu" if model_cfg["type"] == "highpass" else resolve_device(name)
+
+
+def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "cpu",
                        live: bool = False) -> Reconstructor:
-    """device: where the network runs (see resolve_device); the filter runs on the CPU.
+    """device: where the network runs, as resolve_device gives it; the filter runs on the CPU.
     live: a network on the CPU leaves one core to reading the camera or the paced recording (see below)."""
     kind = model_cfg["type"]
     if kind == "highpass":
@@ -23,7 +47,6 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
                    for v in settings.values()) or settings.get("contrast", 1) == 0:
             raise InputError(f"model highpass: cutoff_hz must be >= 0 and contrast > 0, finite numbers, got {settings}")
         return HighPassFilter(height, width, **settings)
-    device = resolve_device(device)
     if kind in ("pienet", "pienet-lite"):
         from model.pienet import PIENetStream
         model = PIENetStream(kind, device)
@@ -31,7 +54,7 @@ def make_reconstructor(model_cfg: dict, height: int, width: int, device: str = "
         raise InputError(f"model {kind} has no weights: give --model CHECKPOINT (ours, or the official EventHDR "
                          "checkpoint), or set weights: in the config")
     else:
-        from model.stream import load_network
+        from model.networks.stream import load_network
         family = None if kind == "checkpoint" else kind  # None: whichever network the file holds
         model = load_network(model_cfg["weights"], family, model_cfg.get("arch"), height, width, device,
                              bf16=use_bf16(model_cfg.get("precision", "auto"), device))

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streaming.datatypes import InputError, VoxelWindow
+from streaming.datatypes import VoxelWindow
+from streaming.errors import InputError, WindowRefused
 
 BINS = 5  # what its weights were trained on
 VARIANTS = {"pienet": "pie-net", "pienet-lite": "pie-net-lite"}
@@ -40,7 +41,7 @@ class PIENetStream:
         if grid.shape[0] != 2 * BINS:
             raise InputError(f"PIE-Net takes {BINS} bins, but the windows have {grid.shape[0] // 2}: give --bins {BINS}")
         if not np.isfinite(grid).all():  # the model keeps its state inside: refuse before it sees them
-            raise ValueError(f"window {window.seq}: voxel grid holds NaN or inf")
+            raise WindowRefused(f"window {window.seq}: voxel grid holds NaN or inf")
         voxel = torch.from_numpy(grid[:BINS] - grid[BINS:]).to(self.device)[None]
         image = self.net(voxel)["image"]
         return image[0, 0].clamp(min=0).to("cpu", torch.float32).numpy()

@@ -1,7 +1,7 @@
 """Compiled kernels: modulated deformable convolution (DCNv2) for inference, CPU and CUDA.
 
 `available` says whether the extension (native/_C, built by setup.py) loaded; `load_error` says
-why not. EVENTHDR_NO_NATIVE=1 skips loading it, so the fallback (model.deform's grid-sample convolution)
+why not. EVENTHDR_NO_NATIVE=1 skips loading it, so the fallback (model.networks.deform's grid-sample convolution)
 can be exercised.
 """
 import importlib.util
@@ -45,7 +45,7 @@ def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
 
     input (N, C, H, W); offset (N, 2*G*kh*kw, OH, OW), per group and tap (dy, dx);
     weight (Cout, C, kh, kw) (no grouped weights); mask (N, G*kh*kw, OH, OW) or None for ones.
-    There is no backward: where gradients are needed, model.deform runs its grid-sample convolution.
+    There is no backward: where gradients are needed, model.networks.deform runs its grid-sample convolution.
     """
     if not available:
         raise RuntimeError(f"native extension not loaded: {load_error}")

@@ -6,12 +6,14 @@ import argparse
 import math
 from dataclasses import replace
 
-from streaming.config import load_config, model_from_flag, resolve_device, validate, RunConfig
-from streaming.datatypes import InputError, Outputs, check_sensor_size
+from streaming.config import RunConfig, load_config, model_from_flag, validate
+from streaming.errors import InputError
 from streaming.exits import check_output_folder, say
 from streaming.h5format import check_h5_name
-from streaming.protocol import DEFAULT_ADDRESS
-from streaming.windows import WindowPolicy
+from streaming.outputs.protocol import DEFAULT_ADDRESS
+from streaming.outputs.sinks import Outputs
+from streaming.sensor import check_sensor_size
+from streaming.windows import Cut, WindowPolicy
 
 EPILOG = f"""\
 where the frames go:
@@ -41,7 +43,7 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     x = w.add_mutually_exclusive_group()
     x.add_argument("--window-ms", type=float, metavar="D", help="fixed duration windows of D milliseconds")
     x.add_argument("--window-events", type=int, metavar="N", help="windows of N events each")
-    x.add_argument("--window", choices=["frames"],
+    x.add_argument("--window", choices=[Cut.FRAMES.value],
                    help="'frames': windows end at the recording's intensity frames (the official evaluation)")
     w.add_argument("--window-max-ms", type=float, metavar="D",
                    help="with event-count windows: also end a window D ms after it began, so a still scene "
@@ -103,12 +105,12 @@ def run_config(args) -> RunConfig:
     if args.model and not (args.model == "highpass" == cfg.model["type"]):  # keep the config's filter settings
         cfg.model = model_from_flag(args.model)
     if args.window_ms is not None:
-        cfg.window = WindowPolicy("ms", ms=args.window_ms)
+        cfg.window = WindowPolicy(Cut.MS, ms=args.window_ms)
     elif args.window_events is not None:  # the config's max_ms stays with its event-count windows
-        cfg.window = replace(cfg.window, events=args.window_events) if cfg.window.policy == "events" else \
-            WindowPolicy("events", events=args.window_events)
-    elif args.window == "frames":
-        cfg.window = WindowPolicy("frames")
+        cfg.window = replace(cfg.window, events=args.window_events) if cfg.window.policy is Cut.EVENTS else \
+            WindowPolicy(Cut.EVENTS, events=args.window_events)
+    elif args.window == Cut.FRAMES:
+        cfg.window = WindowPolicy(Cut.FRAMES)
     if args.window_max_ms is not None:
         cfg.window = replace(cfg.window, max_ms=args.window_max_ms)
     for name in ("bins", "publish", "device"):
@@ -117,7 +119,6 @@ def run_config(args) -> RunConfig:
     if getattr(args, "overload", None):
         cfg.overload = args.overload
     validate(cfg)
-    cfg.device = resolve_device(cfg.device) if cfg.model["type"] != "highpass" else "cpu"
     return cfg
 
 

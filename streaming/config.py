@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from streaming.datatypes import InputError
-from streaming.protocol import DEFAULT_ADDRESS
+from streaming.errors import InputError
+from streaming.outputs.protocol import DEFAULT_ADDRESS
 from streaming.ring import OVERLOAD_POLICIES
 from streaming.windows import WindowPolicy
 
@@ -93,27 +93,9 @@ def validate(cfg: RunConfig) -> None:
         raise InputError(f"overload policy {cfg.overload!r}: use one of {', '.join(OVERLOAD_POLICIES)}")
     if cfg.model.get("type") not in MODEL_TYPES:
         raise InputError(f"model type {cfg.model.get('type')!r}: use one of {', '.join(MODEL_TYPES)}")
-    _check_device(cfg.device)
+    check_device(cfg.device)
 
 
-def _check_device(name: str) -> None:
+def check_device(name: str) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
         raise InputError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
-
-
-def resolve_device(name: str) -> str:
-    """The torch device for the network: 'auto' is the first CUDA GPU where torch sees one, else
-    the CPU. Asking for a GPU that is not there is the user's mistake, not a silent fallback."""
-    _check_device(name)
-    import torch  # here, not at the top: the filter's runs never load torch
-    if name == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        index = int(name.partition(":")[2] or 0)
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name}: torch sees no CUDA GPU here; use --device cpu (or auto)")
-        if index >= torch.cuda.device_count():
-            raise InputError(f"device {name}: torch sees {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"numbered from 0")
-        return f"cuda:{index}"
-    return name

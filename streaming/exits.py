@@ -21,7 +21,7 @@ def _quiet_interrupt(kind, value, tb, _default=sys.excepthook):
 # Set at import, before the imports below: every front imports this module first.
 sys.excepthook = _quiet_interrupt
 
-from streaming.datatypes import InputError  # noqa: E402
+from streaming.errors import InputError  # noqa: E402
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # a terminal's Ctrl-C; kill, systemd, docker stop
 

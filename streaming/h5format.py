@@ -15,9 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from streaming.datatypes import (EventPacket, InputError, ReferenceFrame, check_sensor_size, reference_image,
-                                 require_on_sensor)
+from streaming.datatypes import EventPacket, ReferenceFrame
+from streaming.errors import InputError
 from streaming.exits import require_room
+from streaming.sensor import check_sensor_size, reference_image, require_on_sensor
 
 CHUNK_EVENTS = 1 << 20
 MAX_SPAN_IN_SECONDS = 86400.0  # float timestamps spanning more than a day are microseconds written as floats

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from streaming.binner import events_to_voxel
-from streaming.datatypes import EventPacket, Source, VoxelWindow, require_on_sensor
-from streaming.windows import WindowPolicy, Windower
+from streaming.datatypes import EventPacket, Source, VoxelWindow
+from streaming.sensor import require_on_sensor
+from streaming.windows import Windower, WindowPolicy
 
 
 def voxel_windows(source: Source, policy: WindowPolicy, num_bins: int = 5) -> Iterator[VoxelWindow]:

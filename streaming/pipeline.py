@@ -1,7 +1,8 @@
-"""Wires the stages: source -> binner -> ring -> reconstructor -> publisher and recorders.
+"""Wires the stages: source -> sanitizer -> windows -> binner -> ring -> reconstructor -> sinks.
 
-One thread reads the source and bins; the calling thread runs the model and publishes.
-They share the ring (the windows, under its lock) and the run's counters (the reader's plain
+The caller (a front: run_replay.py, run_live.py) builds the reconstructor and the publisher and
+hands them in; the pipeline knows no network. One thread reads the source and bins; the calling
+thread runs the model and feeds the sinks. They share the ring (the windows, under its lock) and the run's counters (the reader's plain
 ints, which the reports only read).
 """
 from __future__ import annotations
@@ -13,35 +14,34 @@ from fractions import Fraction
 
 import numpy as np
 
-from model.factory import make_reconstructor
-from model.tonemap import CausalToneMapper
-from streaming.binner import Sanitizer, voxel_into
+from streaming.binner import voxel_into
 from streaming.config import RunConfig
-from streaming.datatypes import EventPacket, Frame, InputError, Outputs, Reconstructor, Source, VoxelWindow
+from streaming.datatypes import EventPacket, Frame, Reconstructor, Source, VoxelWindow
+from streaming.errors import InputError, WindowRefused
 from streaming.exits import StopSignals, say
-from streaming.publisher import Publisher
-from streaming.recorder import FrameRecorder
+from streaming.outputs.publisher import Publisher
+from streaming.outputs.sinks import Outputs, Sink, open_files
+from streaming.outputs.tonemap import CausalToneMapper
 from streaming.ring import VoxelRing
-from streaming.sources import paced
+from streaming.sanitizer import Sanitizer
+from streaming.sources.pacing import paced
 from streaming.stats import RunStats
-from streaming.video import SideBySideVideo
 from streaming.windows import NEEDS_FRAMES, Windower
 
 RING_CAPACITY = 8  # also bounds the work a stop waits for: the windows queued when it comes
 
 
 class Pipeline:
-    def __init__(self, source: Source, cfg: RunConfig, rate: float = 1.0, outputs: Outputs = Outputs(),
-                 max_seconds: float | None = None, model: Reconstructor | None = None,
-                 log=say, publisher: Publisher | None = None):
+    def __init__(self, source: Source, cfg: RunConfig, model: Reconstructor, publisher: Publisher,
+                 rate: float = 1.0, outputs: Outputs = Outputs(), max_seconds: float | None = None, log=say):
+        """publisher: the caller's, which waited for its subscribers and finishes it (the final
+        stats), so that one publisher can serve several pipelines (run_live.py --reconnect)."""
         self.source, self.cfg, self.rate, self.outputs, self.max_seconds = source, cfg, rate, outputs, max_seconds
         self.log = log
-        if cfg.window.policy == "frames" and not source.has_frames:
+        if cfg.window.frame_aligned and not source.has_frames:
             raise InputError(f"{source.description} has no intensity frames; {NEEDS_FRAMES}")
         h, w = source.height, source.width
-        # a replay paced at a rate must keep up as a camera's stream must: the same one core to reading
-        paced_or_live = source.live or rate < float("inf")
-        self.model = model or make_reconstructor(cfg.model, h, w, cfg.device, live=paced_or_live)
+        self.model = model
         self._warm_up()
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
@@ -51,14 +51,14 @@ class Pipeline:
         self._tonemap = CausalToneMapper()
         run = {"model": cfg.model, "device": cfg.device, "window": cfg.window.describe(), "bins": cfg.bins,
                "source": source.description}
-        self._owns_publisher = publisher is None  # else the caller's, and it finishes it
-        self._publisher = publisher or Publisher(cfg.publish, outputs.wait_subscribers, log=log)
+        self._publisher = publisher
         self._publisher.run = run
-        self._recorder = FrameRecorder(outputs.record, h, w, run) if outputs.record else None
         # a tick a window where windows are of one length (30 ms: 100/3 frames/s), else 25 a second
-        fps = Fraction(1000 / cfg.window.ms).limit_denominator(1000) if cfg.window.policy == "ms" else Fraction(25)
-        self._video = SideBySideVideo(outputs.video, h, w, fps) if outputs.video else None
-        self.stats = RunStats(clock_rate=1.0 if source.live else rate)  # the clock starts after the subscribers' wait
+        ms = cfg.window.fixed_ms
+        fps = Fraction(1000 / ms).limit_denominator(1000) if ms else Fraction(25)
+        self._files = open_files(outputs, h, w, run, fps)
+        self._sinks: list[Sink] = [publisher, *self._files]
+        self.stats = RunStats(clock_rate=1.0 if source.live else rate)
 
     def _warm_up(self) -> None:
         """Compile and load every kernel before the clock starts, so the first live
@@ -103,7 +103,7 @@ class Pipeline:
                 self.stats.unordered = sanitize.unordered
             # the window open at the end (or at --max-seconds) is one too, not at a stop; frame-aligned
             # windows have none, and stopped at --max-seconds before the first image, no source lacks frames
-            for w in [] if self._stop.is_set() or reached and self.cfg.window.policy == "frames" else windower.flush():
+            for w in [] if self._stop.is_set() or reached and self.cfg.window.frame_aligned else windower.flush():
                 self.ring.put(w)
         except BaseException as e:  # surfaced by run() in the main thread
             self._reader_error = e
@@ -149,7 +149,7 @@ class Pipeline:
         held.append(window)
         try:
             image = self.model.push(window)
-        except ValueError:  # a window the model refuses (NaN): the state stays as it was
+        except WindowRefused:  # the model's state stays as it was
             self.stats.rejected += 1
             held.pop()  # as if it never came, so that held[] still mirrors the model's windows
             self.ring.release(newest=True)
@@ -167,11 +167,8 @@ class Pipeline:
 
     def _emit(self, frame: Frame) -> None:
         preview = self._tonemap(frame.image)
-        self._publisher.frame(frame, preview)
-        if self._recorder:
-            self._recorder.add(frame)
-        if self._video:
-            self._video.add(frame, preview)
+        for sink in self._sinks:
+            sink.add(frame, preview)
         self.stats.frame_out(frame.latency_s)
 
     def _report(self) -> None:
@@ -180,20 +177,15 @@ class Pipeline:
         self.log(RunStats.line(s))
 
     def _close(self) -> None:
-        """Each file is closed even if the other's close fails (the first failure is raised after),
-        and consumers wait for the final stats to end: they go out whatever failed (from the
-        publisher's owner, where the pipeline was given one)."""
+        """Each file is closed even if another's close fails (the first failure is raised after)."""
         failed = None
         try:
-            for out in (self._recorder, self._video):
+            for out in self._files:
                 try:
-                    if out:
-                        out.close()
+                    out.close()
                 except Exception as e:  # noqa: BLE001  raised below, once the rest is closed
                     failed = failed or e
         finally:
-            if self._owns_publisher:
-                self._publisher.finish(self.stats.snapshot())
             self.source.close()
         if failed:
             raise failed

@@ -13,45 +13,67 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from enum import Enum
 
 import numpy as np
 
-from streaming.datatypes import ClosedWindow, EventPacket, InputError, ReferenceFrame
+from streaming.datatypes import ClosedWindow, EventPacket, ReferenceFrame
+from streaming.errors import InputError
 
-POLICIES = ("ms", "events", "frames")
+
+
+class Cut(str, Enum):
+    """How a policy cuts (a string too: a config's `policy: ms` is Cut.MS)."""
+    MS = "ms"
+    EVENTS = "events"
+    FRAMES = "frames"
+
+
 NEEDS_FRAMES = "frame-aligned windows (--window frames) need intensity frames: use --window-ms or --window-events"
 MIN_MS = 0.001  # windows are cut in whole microseconds: a shorter one would never advance
 
 
 @dataclass(frozen=True)
 class WindowPolicy:
-    policy: str = "ms"
+    policy: Cut = Cut.MS
     ms: float = 25.0
     events: int = 20000
     max_ms: float | None = None  # events policy: a window also ends this long after it began
 
     def __post_init__(self):
-        if self.policy not in POLICIES:
-            raise InputError(f"unknown window policy {self.policy!r}; use one of {', '.join(POLICIES)}")
+        try:
+            object.__setattr__(self, "policy", Cut(self.policy))
+        except ValueError:
+            raise InputError(f"unknown window policy {self.policy!r}; use one of "
+                             f"{', '.join(c.value for c in Cut)}") from None
         # a config file can give any YAML value: true is no duration, 1000.7 no event count
         for name, kind in (("ms", (int, float)), ("events", int), ("max_ms", (int, float, type(None)))):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise InputError(f"window {name} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
-        if self.policy == "ms" and not MIN_MS <= self.ms < math.inf:
+        if self.policy is Cut.MS and not MIN_MS <= self.ms < math.inf:
             raise InputError(f"window duration must be at least {MIN_MS} ms (1 µs) and finite, got {self.ms} ms")
-        if self.policy == "events" and self.events < 1:
+        if self.policy is Cut.EVENTS and self.events < 1:
             raise InputError(f"window event count must be positive, got {self.events}")
-        if self.max_ms is not None and self.policy != "events":
+        if self.max_ms is not None and self.policy is not Cut.EVENTS:
             raise InputError(f"a window's longest duration (max_ms {self.max_ms}) is for event-count windows")
         if self.max_ms is not None and not MIN_MS <= self.max_ms < math.inf:
             raise InputError(f"a window's longest duration must be at least {MIN_MS} ms (1 µs) and finite, "
                              f"got {self.max_ms} ms")
 
+    @property
+    def frame_aligned(self) -> bool:
+        return self.policy is Cut.FRAMES
+
+    @property
+    def fixed_ms(self) -> float | None:
+        """The windows' one duration, where they have one."""
+        return self.ms if self.policy is Cut.MS else None
+
     def describe(self) -> str:
-        if self.policy == "events":
+        if self.policy is Cut.EVENTS:
             return f"{self.events} events" + (f" or {self.max_ms:g} ms" if self.max_ms else "")
-        return {"ms": f"{self.ms:g} ms", "frames": "frame-aligned"}[self.policy]
+        return f"{self.ms:g} ms" if self.policy is Cut.MS else "frame-aligned"
 
 
 class Windower:
@@ -66,9 +88,10 @@ class Windower:
         self._refs: list[ReferenceFrame] = []  # not yet attached (ms/events) or not yet cut (frames)
         self._framed = False  # a reference frame has come
         self._dropped = 0  # events the sanitizer removed, which the sources' event_idx still counts
+        self._cut = {Cut.MS: self._cut_ms, Cut.EVENTS: self._cut_events, Cut.FRAMES: self._cut_frames}[policy.policy]
 
     def add_reference(self, ref: ReferenceFrame) -> Iterable[ClosedWindow]:
-        if self.policy.policy == "frames" and ref.event_idx < 0:
+        if self.policy.frame_aligned and ref.event_idx < 0:
             raise InputError("frame-aligned windows need reference frames with event indices; "
                              "this source has none: use --window-ms or --window-events")
         if self._dropped and ref.event_idx >= 0:
@@ -78,7 +101,7 @@ class Windower:
             ref = replace(ref, event_idx=max(ref.event_idx - self._dropped, 0))
         self._refs.append(ref)
         self._framed = True
-        return self._cut_frames() if self.policy.policy == "frames" else []
+        return self._cut_frames() if self.policy.frame_aligned else []
 
     def add_events(self, ev: EventPacket, dropped: int = 0) -> Iterable[ClosedWindow]:
         """dropped: events of this packet that the sanitizer removed. The windows come as they
@@ -90,13 +113,13 @@ class Windower:
             self._t_start = int(ev.t[0])
         self._pending.append(ev)
         self._n_pending += len(ev)
-        return getattr(self, "_cut_" + self.policy.policy)()
+        return self._cut()
 
     def flush(self) -> list[ClosedWindow]:
         """End of input: the partial last window (never in frame-aligned mode: no image ends it)."""
-        if self.policy.policy == "frames" and self._n_pending and not self._framed:
+        if self.policy.frame_aligned and self._n_pending and not self._framed:
             raise InputError(f"the source gave no intensity frames: {NEEDS_FRAMES}")
-        if self.policy.policy == "frames" or self._n_pending == 0:
+        if self.policy.frame_aligned or self._n_pending == 0:
             return []
         ev = self._take(self._n_pending)
         return [self._close(int(ev.t[-1]) + 1, ev)]

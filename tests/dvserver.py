@@ -20,7 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find `streaming`
 
 from streaming.datatypes import EventPacket  # noqa: E402
-from streaming.dvsources import serve_events, to_event_store  # noqa: E402
+from streaming.outputs.event_server import serve_events  # noqa: E402
+from streaming.sources.dv import to_event_store  # noqa: E402
 
 TICK_S = 0.01  # one packet every 10 ms, like a camera's USB transfers
 EDGE_PX_PER_S = 200.0

@@ -6,29 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from streaming.datatypes import EventPacket, ReferenceFrame
 from streaming.h5format import EventH5Writer
-from streaming.sources import open_recording
-from tests.conftest import STREET_AEDAT4, needs_street, run_cli, write_moving_edge
-from tests.test_prophesee import EVT2, EVT3, VGA
-
-
-def items(path, sensor_size=None) -> tuple[EventPacket, list[ReferenceFrame], tuple[int, int]]:
-    src = open_recording(str(path), sensor_size)
-    try:
-        got = list(src)
-    finally:
-        src.close()
-    return (EventPacket.concat([i for i in got if isinstance(i, EventPacket)]),
-            [i for i in got if isinstance(i, ReferenceFrame)], (src.height, src.width))
-
-
-def assert_same(a, b):
-    (ev_a, refs_a, size_a), (ev_b, refs_b, size_b) = a, b
-    assert size_a == size_b
-    assert all(np.array_equal(getattr(ev_a, f), getattr(ev_b, f)) for f in "txyp")
-    assert [(r.t_us, r.event_idx) for r in refs_a] == [(r.t_us, r.event_idx) for r in refs_b]
-    assert all(np.array_equal(r.image, s.image) for r, s in zip(refs_a, refs_b))
+from tests.conftest import EVT2, EVT3, STREET_AEDAT4, VGA, assert_same, items, needs_street, run_cli, write_moving_edge
 
 
 def convert(src, out, *flags):

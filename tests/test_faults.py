@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.conftest import REPO, fill, free_port, run_cli, write_moving_edge
-from tests.test_view import x_display  # noqa: F401 (a fixture)
+from tests.conftest import REPO, default_sigint, fill, free_port, run_cli, write_moving_edge
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -61,7 +60,7 @@ def test_the_recorder_onto_a_full_disk_is_one_line_and_keeps_the_frames(tmp_path
     write_moving_edge(tmp_path / "r.h5", seconds=0.5)
     address = f"tcp://127.0.0.1:{free_port()}"
     out = small_disk / "o.h5"
-    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", out, "--connect", address], cwd=REPO,
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.outputs.recorder", out, "--connect", address], cwd=REPO,
                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
     try:
@@ -110,7 +109,7 @@ def feed(consumer: list, messages, env=ENV) -> subprocess.CompletedProcess:
 def test_the_recorder_skips_bad_messages_with_a_count_and_records_the_rest(tmp_path):
     """It crashed on a frame whose size changed, a seq that is no integer, a null t_start_us, and
     recorded a topic frames_x as a frame."""
-    r = feed(["-m", "streaming.recorder", tmp_path / "o.h5", "--connect"], [
+    r = feed(["-m", "streaming.outputs.recorder", tmp_path / "o.h5", "--connect"], [
         image_message("frame", 0), image_message("frame", 1, h=8, w=8), image_message("frame", 2, seq="x"),
         image_message("frame", 3, t_start_us=None), image_message("frames_x", 4),
         image_message("frame", 5, payload=b"short"), stats_message(frames_per_s="fast"), image_message("frame", 6),
@@ -143,8 +142,9 @@ def test_the_recorder_stopped_by_a_signal_sums_up_and_closes_its_file_whole(tmp_
     """SIGTERM killed it: no summary, the last frame torn (30 frames, 29 seq), the file not closed."""
     write_moving_edge(tmp_path / "r.h5", seconds=3.0, rate=20000)
     address = f"tcp://127.0.0.1:{free_port()}"
-    rec = subprocess.Popen([sys.executable, "-m", "streaming.recorder", tmp_path / "o.h5", "--connect", address],
-                           cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen([sys.executable, "-m", "streaming.outputs.recorder", tmp_path / "o.h5", "--connect", address],
+                           cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=default_sigint)
     replay = subprocess.Popen([sys.executable, "run_replay.py", tmp_path / "r.h5", "--model", "highpass", "--window-ms",
                                "5", "--publish", address, "--wait-subscribers", "1"], cwd=REPO, env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,15 +1,13 @@
 """Seeded fuzzing of damaged recordings through every front that reads them: byte flips, random
 bytes where HDF5 keeps its metadata, truncations, of an HDF5 and an AEDAT4 recording. Each is
 a user's error (one line, status 2) or reads (status 0): never a traceback, never a crash."""
-import subprocess
-import sys
 
 import dv_processing as dv
 import numpy as np
 import pytest
 
-from streaming.dvsources import to_event_store
-from tests.conftest import REPO, run_cli, write_moving_edge
+from streaming.sources.dv import to_event_store
+from tests.conftest import run_cli, write_moving_edge
 
 CASES = 5  # per format
 # Runs a front's script once per file in one process (a process per run would cost a second of
