@@ -71,6 +71,14 @@ def run_cli(*args, timeout=120):
                           text=True, timeout=timeout, preexec_fn=default_sigint)
 
 
+def start_cli(*args) -> subprocess.Popen:
+    """A front started as run_cli runs it, not waited for (communicate() is): several can run at
+    once where none needs another's output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

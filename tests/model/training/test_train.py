@@ -19,7 +19,7 @@ from model.simulation.scenes import render_sequence
 from model.training.losses import protocol_normalise, ssim_loss
 from model.training.train import ClipDataset, clip_loss
 from model.training.train import main as train_main
-from tests.conftest import REPO, TINY, default_sigint, run_cli
+from tests.conftest import REPO, TINY, default_sigint, run_cli, start_cli
 
 TINY_LIVE = {"feat": 8, "groups": 1, "blocks": 1}
 # Every training run here takes one torch thread: on a machine whose other core is busy, two
@@ -161,12 +161,6 @@ def test_train_out_in_the_way_is_one_line_before_the_data_load(short_clip, tmp_p
 
 
 TINY_RUN = ["--batch", "1", "--clip", "4", "--crop", "32", "--burn-in", "1", "--device", "cpu", *ONE_THREAD]
-
-
-def start_cli(*args) -> subprocess.Popen:
-    """A front started as run_cli runs it, not waited for: several can run at once."""
-    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def tiny_config(tmp_path):

@@ -12,7 +12,7 @@ from streaming.errors import InputError
 from streaming.sources.open import open_recording
 from streaming.sources.prophesee import PropheseeSource, _read_header
 from streaming.sources.rosbag import PACKED_EVENT_MSG, RosbagSource, _ros2_event_array
-from tests.conftest import EVT3, STREET_AEDAT4, assert_same, items, run_cli, typestore, write_bag
+from tests.conftest import EVT3, STREET_AEDAT4, assert_same, items, run_cli, start_cli, typestore, write_bag
 
 
 @pytest.fixture(scope="module")
@@ -152,20 +152,22 @@ def test_packets_of_another_encoding_give_one_clear_line(tmp_path):
 @pytest.mark.parametrize("ros", [1, 2])
 def test_replay_convert_and_evaluate(street, street_bag, street_ros2_bag, tmp_path, ros):
     bag = street_bag if ros == 1 else street_ros2_bag
-    r = run_cli("run_replay.py", bag, "--model", "highpass", "--rate", "max", "--window", "frames",
-                "--publish", "tcp://127.0.0.1:*")
-    assert r.returncode == 0, r.stderr
-    assert f"ROS {ros} bag, /dvs/events, HxW 260x346, frames from /dvs/image_raw" in r.stdout
-    assert "59 windows, 59 frames" in r.stdout
-    r = run_cli("convert.py", bag, tmp_path / "street.h5")
-    assert r.returncode == 0 and "78,830 events and 59 images" in r.stdout, r.stderr
+    replay = start_cli("run_replay.py", bag, "--model", "highpass", "--rate", "max", "--window", "frames",
+                       "--publish", "tcp://127.0.0.1:*")
+    convert = start_cli("convert.py", bag, tmp_path / "street.h5")  # at the same time: both only read the bag
     # evaluate.py runs every standard model, PIE-Net's two at 0.2 s a frame: it evaluates the
-    # street's first 8 frames, written as the same kind of bag, and with one torch thread (two
-    # wait on each other on a busy machine)
+    # street's first 8 frames, written as the same kind of bag (meanwhile), and with one torch
+    # thread (two wait on each other on a busy machine)
     events, frames, (h, w) = street
     short = tmp_path / bag.name
     write_bag(short, events[:np.searchsorted(events.t, frames[7].t_us)], frames[:8], h, w,
               ros2=None if ros == 1 else StoragePlugin.MCAP)
+    out, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err
+    assert f"ROS {ros} bag, /dvs/events, HxW 260x346, frames from /dvs/image_raw" in out
+    assert "59 windows, 59 frames" in out
+    out, err = convert.communicate(timeout=120)
+    assert convert.returncode == 0 and "78,830 events and 59 images" in out, err
     r = run_cli("evaluate.py", short, "--threads", "1")  # a ROS 2 bag is a folder: one recording, not a folder of them
     assert r.returncode == 0 and f"1 sequence(s): {short.name}" in r.stdout, r.stderr
 
@@ -176,11 +178,13 @@ def test_events_off_the_bags_sensor_end_evaluation_and_training_in_one_line(stre
     events, frames, _ = street
     crops = [ReferenceFrame(f.t_us, f.image[:100, :100]) for f in frames[:8]]
     write_bag(tmp_path / "small.bag", events[:20000], crops, 100, 100)
-    for front in (["evaluate.py"], ["train.py", "--out", tmp_path / "run", "--iters", "1"]):
-        r = run_cli(*front, tmp_path / "small.bag")
-        last = r.stderr.strip().splitlines()[-1]  # after the progress bar's
-        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert "small.bag" in last and "lies outside the HxW 100x100 sensor" in last, r.stderr
+    fronts = [start_cli(*front, tmp_path / "small.bag")  # both at once: each only reads the bag
+              for front in (["evaluate.py"], ["train.py", "--out", tmp_path / "run", "--iters", "1"])]
+    for p in fronts:
+        err = p.communicate(timeout=120)[1]
+        last = err.strip().splitlines()[-1]  # after the progress bar's
+        assert p.returncode == 2 and "Traceback" not in err, err
+        assert "small.bag" in last and "lies outside the HxW 100x100 sensor" in last, err
 
 
 def test_a_stereo_bag_needs_a_topic(street, tmp_path):
