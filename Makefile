@@ -37,11 +37,12 @@ clean:
 
 # The training data of our weights (weights/README.md): 264 simulated scenes of 2 s at 128x160
 # (seqs 0176-0183 held out for validation), and the 8 held-out HDR test scenes of 3 s at 180x240.
-# Rendering takes about 20 minutes on one core.
+# Rendering takes about 30 minutes on one core.
 DATA := data/v5
 
 data: setup photos
 	$(PY) -m model.simulation.make_dataset $(DATA)/all --split train --count 264 --seconds 2 --size 128x160 --style mix
+	$(PY) -m model.simulation.make_dataset $(DATA)/indoor --split train --count 184 --seconds 2 --size 128x160 --style indoor
 	$(PY) -m model.simulation.make_dataset $(DATA)/test --split test --count 8 --seconds 3 --size 180x240
 
 # Photographs for the scenes' textures: Debian's wallpaper packages (model.scenes.PHOTO_PACKAGES).

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each sequence (default 3)")
     ap.add_argument("--size", default="180x240", help="HxW (default 180x240)")
     ap.add_argument("--style", choices=STYLES, default="hdr",
-                    help="scene kind (default hdr; mix: hdr, ordinary or still, drawn per seed)")
+                    help="scene kind (default hdr; indoor: ordinary light on partly flat surfaces; mix: hdr, ordinary or still, drawn per seed)")
     ap.add_argument("--gt-fps", type=float, default=25.0, help="ground-truth frames per second (default 25)")
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:

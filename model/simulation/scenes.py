@@ -8,8 +8,10 @@ textured objects (sprites) move and turn on their own smooth random trajectories
 same light field. A "still" scene is what a parked camera sees by day (a street, a room):
 ordinary light (a gentle gradient and soft shadows, within two decades), no sun, a camera that
 does not move, and the same moving objects, so events come only from them and from noise. An
-"ordinary" scene is the still scene's light under the hdr scene's moving camera. "mix" draws one
-of the three per seed (hdr 50%, ordinary 25%, still 25%). Every scene may pause: all motion
+"ordinary" scene is the still scene's light under the hdr scene's moving camera. An "indoor" scene
+is an ordinary one whose surfaces are partly flat (walls, a desk, boxes: no events, whatever their
+level), where the others are textured everywhere. "mix" draws one of the first three per seed (hdr
+50%, ordinary 25%, still 25%). Every scene may pause: all motion
 stops for a while (windows with no events but noise), as a hand-held camera does.
 Radiance is linear, with the brightest light at about 1.
 
@@ -126,6 +128,23 @@ def _texture(rng, h, w):
 
 def _reflectance(rng, h, w):
     return (0.1 + 0.85 * _texture(rng, h, w)).astype(np.float32)
+
+
+def _surface_reflectance(rng, h, w):
+    """Man-made surfaces: a texture of which some Voronoi cells are painted flat (walls, a desk,
+    a box), each at its own level anywhere from dark to white, with the faint grain of a real
+    surface. A flat surface gives no events however bright it is, so a network that sees these
+    cannot take "no events" for "dark"."""
+    texture = _texture(rng, h, w)
+    n_cells = int(rng.integers(3, 13))
+    seeds = rng.uniform(0, 1, (n_cells, 2)) * (h, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cell = np.argmin((yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2, axis=-1)
+    flat = rng.random(n_cells) < 0.6
+    level = rng.uniform(0, 1, n_cells)
+    painted = np.where(flat[cell], level[cell] + 0.02 * _smooth_noise(rng, h, w, 1.0), texture)
+    painted = ndimage.gaussian_filter(painted, 0.7)  # anti-aliased cell borders
+    return (0.03 + 0.92 * np.clip(painted, 0, 1)).astype(np.float32)
 
 
 # ---------------------------------------------------------------- light
@@ -261,7 +280,7 @@ class Scene:
     sprite_paths: list[_Wobble]  # per sprite: x, y, angle about its home
     sprite_home: np.ndarray      # (S, 4): mean x, y, angle; scale
     pauses: np.ndarray           # (P, 2): start and end (s) of each stretch without motion
-    style: str                   # hdr, ordinary or still (a "mix" scene's draw)
+    style: str                   # hdr, ordinary, still or indoor (a "mix" scene's draw)
 
     def motion_time(self, t_s: float) -> float:
         """The time the motion has run by t_s: the clock less the pauses before it."""
@@ -304,7 +323,7 @@ class Scene:
         return float(max(np.hypot(d[0], d[1]).max() for d in moved))
 
 
-STYLES = ("hdr", "ordinary", "still", "mix")
+STYLES = ("hdr", "ordinary", "still", "indoor", "mix")
 _MIX = (("hdr", "ordinary", "still"), (0.5, 0.25, 0.25))
 
 
@@ -325,6 +344,7 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, styl
     canvas_h = int(np.ceil(2 * (zoom * (height * c + width * s) / 2 + shift))) + 2
     camera_motion = 0.0 if style == "still" else 1.0  # a parked camera: the same draws, no motion
     light = _illumination if style == "hdr" else _ordinary_illumination
+    reflectance = _surface_reflectance if style == "indoor" else _reflectance
     illum, emissive = light(rng, canvas_h, canvas_w, side)
     n_sprites = int(rng.integers(1, 7))
     pauses = np.zeros((int(rng.integers(0, _MAX_PAUSES + 1)) if seconds > 0 else 0, 2))
@@ -335,9 +355,9 @@ def make_scene(seed: int | np.random.SeedSequence, height: int, width: int, styl
     travel = _SPRITE_TRAVEL * np.array([width, height])
     return Scene(
         height, width,
-        background=_reflectance(rng, canvas_h, canvas_w),
+        background=reflectance(rng, canvas_h, canvas_w),
         illum=illum, emissive=emissive,
-        sprite_refl=np.array([_reflectance(rng, size, size) for _ in range(n_sprites)]).reshape(-1, size, size),
+        sprite_refl=np.array([reflectance(rng, size, size) for _ in range(n_sprites)]).reshape(-1, size, size),
         sprite_alpha=np.array([_sprite_alpha(rng, size) for _ in range(n_sprites)]).reshape(-1, size, size),
         camera=_Wobble(rng, np.array([shift, shift, _CAM_LOG_ZOOM, _CAM_ROLL]) * camera_motion, 0.1, 0.4),
         sprite_paths=[_Wobble(rng, [*travel, np.pi / 2], 0.1, 0.5) for _ in range(n_sprites)],

@@ -9,6 +9,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from model.simulation.scenes import make_scene, render_sequence
 from model.simulation.simulator import EventSimulator, SimConfig
@@ -152,6 +153,19 @@ def test_still_scene_lights_ordinarily_and_only_objects_move(tmp_path):
     changing = np.ptp(np.stack(refs), axis=0) > 0
     assert len(ev) > 100 and changing[ev.y, ev.x].mean() > 0.98
     assert (~changing).mean() > 0.3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_indoor_scenes_have_flat_surfaces_at_every_level(seed):
+    """Flat surfaces give no events whatever their level: a network trained on them cannot learn
+    that a silent region is a dark one."""
+    scene = make_scene(seed, 60, 80, style="indoor")
+    refl = scene.background.astype(np.float64)
+    local_range = ndimage.maximum_filter(refl, 5) - ndimage.minimum_filter(refl, 5)
+    flat = local_range < 0.1
+    assert flat.mean() > 0.2
+    assert np.percentile(refl[flat], 90) - np.percentile(refl[flat], 10) > 0.2  # not one shade: dark to bright
+    assert scene.illum.max() / scene.illum.min() < 1e3  # ordinary light
 
 
 @pytest.fixture(scope="module")
