@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-from streaming.outputs.sinks import Outputs
 
 from bench.args import positive_float
 from model.factory import live_threads, make_reconstructor, run_device
@@ -33,6 +32,7 @@ from streaming.datatypes import EventPacket
 from streaming.exits import run_main
 from streaming.offline import voxel_windows
 from streaming.outputs.publisher import Publisher
+from streaming.outputs.sinks import Outputs
 from streaming.pipeline import Pipeline
 from streaming.sources.dv import NetworkSource
 from streaming.sources.open import open_recording

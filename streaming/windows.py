@@ -21,7 +21,6 @@ from streaming.datatypes import ClosedWindow, EventPacket, ReferenceFrame
 from streaming.errors import InputError
 
 
-
 class Cut(str, Enum):
     """How a policy cuts (a string too: a config's `policy: ms` is Cut.MS)."""
     MS = "ms"

@@ -13,8 +13,7 @@ import pytest
 
 from streaming.datatypes import EventPacket
 from streaming.h5format import EventH5Writer
-from tests.conftest import (REPO, default_sigint, free_port, real_speed_ticks, run_cli, video_ticks,
-                            write_moving_edge)
+from tests.conftest import REPO, default_sigint, free_port, real_speed_ticks, run_cli, video_ticks, write_moving_edge
 
 
 @pytest.mark.parametrize("flags,message", [

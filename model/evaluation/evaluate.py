@@ -22,8 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.evaluation.metrics import sequence_metrics
-from model.factory import THREADS_HELP, make_reconstructor, set_threads
-from model.factory import resolve_device
+from model.factory import THREADS_HELP, make_reconstructor, resolve_device, set_threads
 from streaming.config import load_config, model_from_flag
 from streaming.errors import InputError
 from streaming.exits import check_output_folder, run_main, same_file

@@ -35,11 +35,10 @@ import torch
 from tqdm import tqdm
 
 from model.evaluation.evaluate import frame_windows, recordings
-from model.factory import PRECISIONS, THREADS_HELP, set_threads, use_bf16
+from model.factory import PRECISIONS, THREADS_HELP, resolve_device, set_threads, use_bf16
 from model.networks.checkpoint import load_checkpoint, load_error, save_checkpoint
 from model.networks.registry import NETWORKS, build_network, checked_arch
 from model.training.losses import frame_loss, temporal_loss
-from model.factory import resolve_device
 from streaming.config import load_config
 from streaming.errors import InputError
 from streaming.exits import check_output_dir

@@ -15,8 +15,8 @@ from streaming.errors import InputError, SourceUnavailable
 from streaming.outputs.event_server import serve_events
 from streaming.sources.aedat4 import Aedat4Source
 from streaming.sources.dv import CameraSource, NetworkSource, denoiser, from_event_store, to_event_store
-from streaming.sources.open import open_source
 from streaming.sources.interleave import Interleaver
+from streaming.sources.open import open_source
 from tests.conftest import STREET_AEDAT4 as RECORDING
 from tests.conftest import WAIT_S, free_port
 
