@@ -11,8 +11,8 @@ does not move, and the same moving objects, so events come only from them and fr
 "ordinary" scene is the still scene's light under the hdr scene's moving camera. An "indoor" scene
 is an ordinary one whose surfaces are partly flat (walls, a desk, boxes: no events, whatever their
 level), where the others are textured everywhere. "mix" draws one of the first three per seed (hdr
-50%, ordinary 25%, still 25%). Every scene may pause: all motion
-stops for a while (windows with no events but noise), as a hand-held camera does.
+50%, ordinary 25%, still 25%). Every scene may pause: all motion stops for a while (windows with
+no events but noise), as a hand-held camera does.
 Radiance is linear, with the brightest light at about 1.
 
 Photographs: scikit-image's bundled samples, plus every photograph of the Debian packages

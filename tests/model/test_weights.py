@@ -35,9 +35,9 @@ def test_shipped_weights_beat_the_high_pass_filter_on_a_held_out_scene(tmp_path,
 @pytest.mark.skipif(not ECD.exists(), reason=f"{ECD} is missing")
 def test_shipped_weights_on_the_real_moving_camera_recording(one_torch_thread):
     s = evaluate_file(ECD, {"highpass": {"type": "highpass"}, "ours": DEFAULT})
-    # measured: 0.398 log SSIM / 0.169 linear SSIM, against the filter's 0.410 / 0.343 (weights/README.md: short of
-    # the filter here); asserted: no worse than measured, less the margin of another CPU's arithmetic
-    assert s["ours"]["log_ssim"] > 0.37 and s["ours"]["ssim"] > 0.15
+    # measured: 0.530 log SSIM / 0.318 linear SSIM, against the filter's 0.410 / 0.343 (weights/README.md);
+    # asserted: ahead of the filter in log SSIM, and no worse than measured less another CPU's arithmetic
+    assert s["ours"]["log_ssim"] > s["highpass"]["log_ssim"] + 0.1 and s["ours"]["ssim"] > 0.29
 
 
 def test_a_config_that_names_no_model_gets_them(tmp_path):
