@@ -48,6 +48,15 @@ def replay(path, address, *flags) -> subprocess.Popen:
                             cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def frames_flow(run: subprocess.Popen) -> None:
+    """Until the replay's first stats line (it needs --stats-every): from then on frames reach the
+    viewer, and a wait for its picture waits on the viewer's own start-up alone."""
+    for line in run.stdout:
+        if "Mev/s" in line:
+            return
+    pytest.fail(f"the replay ended before its frames flowed: {run.communicate()[1]}")
+
+
 def test_the_viewer_shows_a_replay_until_it_ends(edge_h5, x_display):
     address = f"tcp://127.0.0.1:{free_port()}"
     run = replay(edge_h5, address, "--rate", "2x")
@@ -66,8 +75,10 @@ def test_the_viewers_keys_change_exposure_and_colours_and_close_it(tmp_path, x_d
     write_moving_edge(tmp_path / "r.h5", seconds=30.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     window = viewer(address, x_display, "--scale", "4")
-    run = replay(tmp_path / "r.h5", address)
+    run = replay(tmp_path / "r.h5", address, "--stats-every", "0.5")
     try:
+        frames_flow(run)
+
         def structured(p):
             return p.std() > 3
         picture = window_picture(x_display, structured)
@@ -140,9 +151,7 @@ def test_the_viewer_closes_when_a_killed_pipeline_goes_away(tmp_path, x_display)
     window = viewer(address, x_display)
     run = replay(tmp_path / "r.h5", address, "--stats-every", "0.5")
     try:
-        for line in run.stdout:
-            if "Mev/s" in line:  # a stats line: frames flow to the viewer
-                break
+        frames_flow(run)
         if XDOTOOL:  # and the viewer has shown one (its title says so): its start-up can take longer, on a busy machine
             window_picture(x_display)
         run.kill()
