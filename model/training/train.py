@@ -49,15 +49,21 @@ RESUME_KEPT = ("init", "lr", "seed")
 
 
 class ClipDataset:
-    """Every recording's frame-aligned voxel grids and ground truth, held in memory."""
+    """Every recording's frame-aligned voxel grids and ground truth, held in memory. A recording
+    listed twice (two links to one file: a mix that weighs some scenes more) is drawn twice as
+    often but held once."""
 
     def __init__(self, paths: list[Path], bins: int = 5):
         self.paths, self.grids, self.truth, self.p99 = list(paths), [], [], []
+        held = {}
         for p in tqdm(paths, desc="loading recordings"):
-            wins, truth, _ = frame_windows(p, bins)
-            self.grids.append(np.stack([w.grid for w in wins]).astype(np.float16))
-            self.truth.append(truth.astype(np.float32))
-            self.p99.append(np.percentile(self.truth[-1], 99, axis=(1, 2)))
+            if (key := Path(p).resolve()) not in held:
+                wins, truth, _ = frame_windows(p, bins)
+                truth = truth.astype(np.float32)
+                held[key] = (np.stack([w.grid for w in wins]).astype(np.float16), truth,
+                             np.percentile(truth, 99, axis=(1, 2)))
+            for kept, array in zip((self.grids, self.truth, self.p99), held[key]):
+                kept.append(array)
         if not self.grids:
             raise InputError("no training recordings found")
 

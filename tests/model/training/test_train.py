@@ -57,6 +57,16 @@ def test_a_short_training_run_lowers_the_loss(tmp_path, family, arch, bf16, crop
     assert after < 0.9 * before
 
 
+def test_a_recording_listed_twice_is_drawn_twice_as_often_and_held_once(tmp_path, short_clip):
+    (tmp_path / "again.h5").symlink_to(short_clip)
+    other = tmp_path / "other.h5"
+    render_sequence(other, seed=7, height=48, width=64, seconds=0.6)
+    data = ClipDataset([short_clip, tmp_path / "again.h5", other])
+    assert len(data.grids) == 3  # sample() draws an entry: the twice-listed file 2 times in 3
+    assert data.grids[0] is data.grids[1] and data.truth[0] is data.truth[1]
+    assert not np.array_equal(data.truth[0][:1], data.truth[2][:1])
+
+
 def test_the_protocol_term_maps_each_crop_as_the_evaluation_maps_a_sequence():
     rng = torch.Generator().manual_seed(0)
     ranges = torch.tensor([1.0, 30.0, 0.01]).view(3, 1, 1, 1)

@@ -51,10 +51,15 @@ def replay(path, address, *flags) -> subprocess.Popen:
 def frames_flow(run: subprocess.Popen) -> None:
     """Until the replay's first stats line (it needs --stats-every): from then on frames reach the
     viewer, and a wait for its picture waits on the viewer's own start-up alone."""
-    for line in run.stdout:
-        if "Mev/s" in line:
-            return
-    pytest.fail(f"the replay ended before its frames flowed: {run.communicate()[1]}")
+    stuck = threading.Timer(2 * WAIT_S, run.kill)  # a replay that never starts must not hang the suite
+    stuck.start()
+    try:
+        for line in run.stdout:
+            if "Mev/s" in line:
+                return
+    finally:
+        stuck.cancel()
+    pytest.fail(f"the replay ended or stalled before its frames flowed: {run.communicate()[1]}")
 
 
 def test_the_viewer_shows_a_replay_until_it_ends(edge_h5, x_display):
