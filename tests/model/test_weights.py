@@ -1,4 +1,4 @@
-"""The shipped weights (configs/livehdr.yaml, the default): they load safely and reconstruct a
+"""The shipped weights (configs/livehdr.yaml, the default): they load safely and reconstruct
 held-out simulated scenes and the real recordings (ECD's moving camera, the still DAVIS346 street)
 better than the high-pass filter."""
 import json
