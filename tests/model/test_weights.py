@@ -22,35 +22,48 @@ def test_the_default_is_our_network_with_these_weights():
     assert DEFAULT == load_config("livehdr").model and DEFAULT["weights"].endswith("weights/livehdr.pth")
 
 
-@pytest.mark.skipif(not photo_paths(), reason="the scene is drawn with the photographs that `make photos` installs")
+NEEDS_PHOTOS = pytest.mark.skipif(not photo_paths(),
+                                  reason="the scene is drawn with the photographs that `make photos` installs")
+
+
+def held_out_scene(path, index: int, height: int, width: int, style: str = "hdr"):
+    """A test-split scene of 2 s (its seeds are never trained on), written to `path`."""
+    seed = sequence_seed("test", index)
+    render_sequence(path, seed, height=height, width=width, seconds=2.0, sim_config=random_sim_config(seed),
+                    style=style)
+    return path
+
+
+def beside_the_filter(path) -> tuple[dict, dict]:
+    """(our default's scores, the high-pass filter's) on a recording."""
+    s = evaluate_file(path, {"highpass": {"type": "highpass"}, "ours": DEFAULT})
+    return s["ours"], s["highpass"]
+
+
+@NEEDS_PHOTOS
 def test_shipped_weights_beat_the_high_pass_filter_on_a_held_out_scene(tmp_path, one_torch_thread):
-    seed = sequence_seed("test", 100)  # a held-out scene, never trained on
-    render_sequence(tmp_path / "s.h5", seed, height=96, width=128, seconds=2.0, sim_config=random_sim_config(seed))
-    s = evaluate_file(tmp_path / "s.h5", {"highpass": {"type": "highpass"}, "ours": DEFAULT})
+    ours, hp = beside_the_filter(held_out_scene(tmp_path / "s.h5", 100, 96, 128))
     # measured: 12.91 dB / 0.498 log SSIM against the filter's 9.24 / 0.271 (a dark HDR scene: the
     # held-out test set's margins are in weights/README.md)
-    assert s["ours"]["psnr"] > s["highpass"]["psnr"] + 3
-    assert s["ours"]["log_ssim"] > s["highpass"]["log_ssim"] + 0.15
+    assert ours["psnr"] > hp["psnr"] + 3
+    assert ours["log_ssim"] > hp["log_ssim"] + 0.15
 
 
-@pytest.mark.skipif(not photo_paths(), reason="the scene is drawn with the photographs that `make photos` installs")
+@NEEDS_PHOTOS
 def test_shipped_weights_on_a_still_camera_scene_at_a_davis346s_size(tmp_path, one_torch_thread):
     """Trained on crops of 128, a network can grow shapes in a larger frame where little moves
     (weights/README.md: a stage that did, 0.326 log SSIM on this scene): the live product's sensor size."""
-    seed = sequence_seed("test", 0)
-    render_sequence(tmp_path / "s.h5", seed, height=260, width=346, seconds=2.0, sim_config=random_sim_config(seed),
-                    style="still")
-    s = evaluate_file(tmp_path / "s.h5", {"highpass": {"type": "highpass"}, "ours": DEFAULT})
+    ours, hp = beside_the_filter(held_out_scene(tmp_path / "s.h5", 0, 260, 346, style="still"))
     # measured: 0.464 log SSIM against the filter's 0.235
-    assert s["ours"]["log_ssim"] > s["highpass"]["log_ssim"] + 0.15
+    assert ours["log_ssim"] > hp["log_ssim"] + 0.15
 
 
 @pytest.mark.skipif(not ECD.exists(), reason=f"{ECD} is missing")
 def test_shipped_weights_on_the_real_moving_camera_recording(one_torch_thread):
-    s = evaluate_file(ECD, {"highpass": {"type": "highpass"}, "ours": DEFAULT})
+    ours, hp = beside_the_filter(ECD)
     # measured: 0.530 log SSIM / 0.318 linear SSIM, against the filter's 0.410 / 0.343 (weights/README.md);
     # asserted: ahead of the filter in log SSIM, and no worse than measured less another CPU's arithmetic
-    assert s["ours"]["log_ssim"] > s["highpass"]["log_ssim"] + 0.1 and s["ours"]["ssim"] > 0.29
+    assert ours["log_ssim"] > hp["log_ssim"] + 0.1 and ours["ssim"] > 0.29
 
 
 @needs_street
@@ -58,9 +71,9 @@ def test_shipped_weights_on_the_real_still_camera_recording(one_torch_thread):
     """A parked camera sees events only where something moves: a network that grows shapes out of
     the still background's few events scores below the filter here (a stage that did is in
     weights/README.md: 0.185 log SSIM)."""
-    s = evaluate_file(STREET_AEDAT4, {"highpass": {"type": "highpass"}, "ours": DEFAULT})
+    ours, hp = beside_the_filter(STREET_AEDAT4)
     # measured: 0.362 log SSIM against the filter's 0.302
-    assert s["ours"]["log_ssim"] > s["highpass"]["log_ssim"] + 0.03
+    assert ours["log_ssim"] > hp["log_ssim"] + 0.03
 
 
 def test_a_config_that_names_no_model_gets_them(tmp_path):
