@@ -18,12 +18,13 @@ from streaming.cli import common_parser, describe_model, outputs, print_outputs,
 from streaming.errors import InputError, SourceLost, SourceUnavailable
 from streaming.outputs.event_server import serve_events
 from streaming.outputs.publisher import Publisher
-from streaming.pipeline import Pipeline
+from streaming.pipeline import Pipeline, warm_up
 from streaming.ring import OVERLOAD_POLICIES
 from streaming.sources.open import open_source
 from streaming.stats import run_totals
 
 RECONNECT_EVERY_S = 1.0
+WARM_UP_SIZE = 64  # compiling the kernels before connecting needs no sensor size; PIE-Net needs 64 to pool
 
 
 def main(argv=None) -> int:
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
 
 def _connections(args, cfg, publisher, sequences: list) -> int:
     """A pipeline for the source, and with --reconnect a new one each time it is lost."""
+    warm_up(make_reconstructor(cfg.model, WARM_UP_SIZE, WARM_UP_SIZE, cfg.device), cfg.bins, WARM_UP_SIZE, WARM_UP_SIZE)
     source = _open(args, None if args.max_seconds is None else time.monotonic() + args.max_seconds)
     if source is None:
         raise InputError(f"--max-seconds {args.max_seconds:g} passed while waiting for the source")

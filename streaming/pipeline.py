@@ -31,6 +31,20 @@ from streaming.windows import NEEDS_FRAMES, Windower
 RING_CAPACITY = 8  # also bounds the work a stop waits for: the windows queued when it comes
 
 
+def warm_up(model: Reconstructor, bins: int, height: int, width: int) -> None:
+    """Compile and load every kernel before the clock starts, so the first live windows do not
+    queue behind a JIT compile. A live front calls it once more at a small size before it
+    connects: on a first run Numba compiles for seconds, and a stream's server may send (or end)
+    meanwhile."""
+    g = np.zeros((2 * bins, height, width), np.float32)
+    ev = EventPacket(np.arange(3, dtype=np.int64), *np.zeros((2, 3), np.uint16), np.ones(3, np.int8))
+    Sanitizer(height, width)(ev)
+    voxel_into(g, ev.x, ev.y, ev.t, ev.p, bins)
+    for i in range(model.lookahead + 2):
+        model.push(VoxelWindow(i, i, i + 1, g, ev))
+    model.reset()
+
+
 class Pipeline:
     def __init__(self, source: Source, cfg: RunConfig, model: Reconstructor, publisher: Publisher,
                  rate: float = 1.0, outputs: Outputs = Outputs(), max_seconds: float | None = None, log=say):
@@ -42,7 +56,7 @@ class Pipeline:
             raise InputError(f"{source.description} has no intensity frames; {NEEDS_FRAMES}")
         h, w = source.height, source.width
         self.model = model
-        self._warm_up()
+        warm_up(model, cfg.bins, h, w)
         bins = cfg.bins if self.model.uses_grid else 0
         self.ring = VoxelRing(RING_CAPACITY, bins, h, w, live=source.live, overload=cfg.overload)
         self._signals = StopSignals()
@@ -59,17 +73,6 @@ class Pipeline:
         self._files = open_files(outputs, h, w, run, fps)
         self._sinks: list[Sink] = [publisher, *self._files]
         self.stats = RunStats(clock_rate=1.0 if source.live else rate)
-
-    def _warm_up(self) -> None:
-        """Compile and load every kernel before the clock starts, so the first live
-        windows do not queue behind a JIT compile."""
-        g = np.zeros((2 * self.cfg.bins, self.source.height, self.source.width), np.float32)
-        ev = EventPacket(np.arange(3, dtype=np.int64), *np.zeros((2, 3), np.uint16), np.ones(3, np.int8))
-        Sanitizer(self.source.height, self.source.width)(ev)
-        voxel_into(g, ev.x, ev.y, ev.t, ev.p, self.cfg.bins)
-        for i in range(self.model.lookahead + 2):
-            self.model.push(VoxelWindow(i, i, i + 1, g, ev))
-        self.model.reset()
 
     def _read(self) -> None:
         """Reader thread: source -> sanitizer -> windower -> ring (bins in place)."""

@@ -1,7 +1,9 @@
 """Live input end to end: a DV network stream from a second process, no camera, AEDAT4 replay."""
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +12,7 @@ import av
 import h5py
 import numpy as np
 import pytest
+import zmq
 
 from streaming.sources.aedat4 import Aedat4Source
 from tests.conftest import DVSERVER, REPO, STREET_AEDAT4, WAIT_S, default_sigint, free_port, needs_street, run_cli
@@ -222,6 +225,23 @@ def test_max_seconds_stops_a_live_run(dvserver, tmp_path):
 def test_no_camera_or_a_bad_source_gives_one_clear_line(flags, message):
     r = run_cli("run_live.py", *flags)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("server, heard", [
+    ("listening socket", "sent nothing"),  # the kernel accepts; nothing ever speaks
+    ("zeromq publisher", "did not answer as a DV server does"),  # speaks first, another protocol
+])
+def test_a_server_that_does_not_speak_dv_is_one_line_not_a_hang(server, heard):
+    """dv's reader would wait for a DV header there, deaf to Ctrl-C."""
+    with contextlib.ExitStack() as stack:
+        if server == "listening socket":
+            port = stack.enter_context(socket.create_server(("127.0.0.1", 0))).getsockname()[1]
+        else:
+            pub = stack.enter_context(zmq.Context().socket(zmq.PUB))
+            port = pub.bind_to_random_port("tcp://127.0.0.1")
+        r = run_cli("run_live.py", "--camera", f"tcp://127.0.0.1:{port}", timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"accepted the connection but {heard} within 5 s: is it a DV event stream?" in r.stderr
 
 
 @needs_street

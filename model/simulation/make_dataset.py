@@ -1,6 +1,6 @@
 """Render a split of synthetic event recordings: OUT_DIR/seq_XXXX.h5.
 
-    python -m model.simulation.make_dataset OUT_DIR --split train|test --count N --seconds S --size HxW [--style still]
+    python -m model.simulation.make_dataset OUT_DIR --split train|test --count N --seconds S --size HxW [--style still] [--first I]
 
 Seeds are fixed per split, so a split is the same on every machine and the test split never
 overlaps training:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--split", choices=sorted(SPLIT_SEED_BASE), required=True)
     ap.add_argument("--count", type=int, required=True, help="sequences: seq_0000.h5 ...")
+    ap.add_argument("--first", type=int, default=0,
+                    help="index of the first sequence (default 0): a set from 900000 on shares no scene with one from 0")
     ap.add_argument("--seconds", type=float, default=3.0, help="length of each sequence (default 3)")
     ap.add_argument("--size", default="180x240", help="HxW (default 180x240)")
     ap.add_argument("--style", choices=STYLES, default="hdr",
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.count <= SEEDS_PER_SPLIT:
         raise InputError(f"--count must be in 1..{SEEDS_PER_SPLIT}, got {args.count}")
+    if not 0 <= args.first <= SEEDS_PER_SPLIT - args.count:
+        raise InputError(f"--first must be in 0..{SEEDS_PER_SPLIT - args.count} for --count {args.count}, got {args.first}")
     height, width = parse_size(args.size, "--size")
     if min(height, width) < MIN_SIDE:
         raise InputError(f"--size {args.size} is too small (at least {MIN_SIDE}x{MIN_SIDE})")
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"OUT_DIR {args.out_dir}: cannot be made ({e.strerror})") from None
-    for i in tqdm(range(args.count), desc=f"{args.split} sequences", unit="seq"):
+    for i in tqdm(range(args.first, args.first + args.count), desc=f"{args.split} sequences", unit="seq"):
         seed = sequence_seed(args.split, i)
         path = args.out_dir / f"seq_{i:04d}.h5"
         partial = path.with_name(path.name + ".partial")  # no HDF5 suffix: no folder listing takes it for a recording

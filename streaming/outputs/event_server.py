@@ -14,6 +14,7 @@ from streaming.errors import InputError
 from streaming.sources.dv import IDLE_SLEEP_S, error_gist, parse_address, to_event_store
 from streaming.sources.pacing import paced
 
+CLIENT_SETTLE_S = 0.1  # a reader counts once it stays connected this long (see _wait_for_readers)
 WRITER_DRAIN_S = 1.0  # at the end of serving: the most we wait for the writer's queue to empty,
 WRITER_LINGER_S = 0.3  # then for the packets in flight (measured: 0.3 s loses none on loopback)
 
@@ -33,11 +34,25 @@ def serve_events(source: Source, address: str, *, rate: float = 1.0,
     try:
         if on_listening is not None:
             on_listening()
-        while writer.getClientCount() < wait_clients:  # so that a slow-starting reader misses nothing
-            time.sleep(IDLE_SLEEP_S)
+        _wait_for_readers(writer, wait_clients)  # so that a slow-starting reader misses nothing
         return _forward(_event_stores(source, rate), writer)
     finally:
         _hang_up(writer, port)
+
+
+def _wait_for_readers(writer: dv.io.NetworkWriter, count: int) -> None:
+    """Until `count` readers have stayed connected CLIENT_SETTLE_S. NetworkSource first connects
+    a plain socket, to hear the server speak, and its reader a few milliseconds later: the stream
+    must not start on that first connection alone."""
+    since = None
+    while True:
+        if writer.getClientCount() < count:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= CLIENT_SETTLE_S:
+            return
+        time.sleep(IDLE_SLEEP_S)
 
 
 def _event_stores(source: Source, rate: float):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Callable
 
@@ -24,6 +25,8 @@ from streaming.sensor import reference_image, size_text
 from streaming.sources.interleave import Interleaver
 
 IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don't spin
+GREETING_TIMEOUT_S = 5.0  # a DV server sends its stream's description the moment a reader connects:
+DV_HEADER_ID = b"IOHE"  # its 12 first bytes: the description's size, its flatbuffer's root offset, this
 BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
 
 
@@ -174,6 +177,34 @@ def parse_address(text: str) -> tuple[str, int]:
         raise SourceUnavailable(f"cannot find the host {host} ({getattr(e, 'strerror', None) or e})") from None
 
 
+@contextmanager
+def _greeted(host: str, port: int, url: str):
+    """Open while a DV server has been heard on a plain socket. dv's reader waits for the
+    server's stream description inside C++ without letting Python hear Ctrl-C: a server that
+    accepts a connection and never sends it (a web server, a ZeroMQ port, a stuck process) would
+    hang the program. A plain socket waits for a bounded time: a DV server's first bytes are the
+    description's size and a flatbuffer marked "IOHE". It stays open until dv's reader is
+    connected: a server in this process (serve_events) reports a closed connection on a thread
+    that needs the GIL, which dv's reader holds while it connects."""
+    greeting = b""
+    try:
+        probe = socket.create_connection((host, port), timeout=GREETING_TIMEOUT_S)
+    except OSError as e:
+        raise SourceUnavailable(f"cannot connect to {url}: is the server running? ({e.strerror or e})") from None
+    with probe:
+        try:
+            while len(greeting) < 12 and (chunk := probe.recv(12 - len(greeting))):
+                greeting += chunk
+        except OSError:  # a timeout or a reset: what came is judged below
+            pass
+        if greeting[8:12] != DV_HEADER_ID:
+            heard = "sent nothing" if not greeting else "did not answer as a DV server does"
+            raise SourceUnavailable(f"{url} accepted the connection but {heard} within {GREETING_TIMEOUT_S:g} s: is "
+                                    f"it a DV event stream? (the DV software's network output, or run_live.py "
+                                    f"--serve-events)")
+        yield
+
+
 class NetworkSource:
     """A DV event stream over TCP, as served by the DV software's network output or by
     serve_events. The server stopping is the end of input, not an error, unless end_is_lost
@@ -189,7 +220,8 @@ class NetworkSource:
         self._end_is_lost = end_is_lost
         _load_converter()
         try:
-            self._reader = dv.io.NetworkReader(host, port)
+            with _greeted(host, port, url):
+                self._reader = dv.io.NetworkReader(host, port)
         except RuntimeError as e:
             raise SourceUnavailable(f"cannot connect to {self._url}: is the server running? ({error_gist(e)})") from None
         if not self._reader.isEventStreamAvailable():

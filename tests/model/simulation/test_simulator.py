@@ -233,6 +233,18 @@ def test_make_dataset_writes_the_chosen_style(tmp_path):
         assert f.attrs["style"] == "still" and f.attrs["seed"] == 1_000_000
 
 
+def test_make_dataset_starts_at_the_first_index_asked(tmp_path):
+    r = run_cli("-m", "model.simulation.make_dataset", tmp_path, "--split", "train", "--count", "1",
+                "--first", "900000", "--seconds", "0.2", "--size", "32x40")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["seq_900000.h5"]
+    with h5py.File(tmp_path / "seq_900000.h5", "r") as f:
+        assert f.attrs["seed"] == 900_000
+    r = run_cli("-m", "model.simulation.make_dataset", tmp_path / "d", "--split", "train", "--count", "2",
+                "--first", "999999")
+    assert r.returncode != 0 and r.stderr.strip() == "error: --first must be in 0..999998 for --count 2, got 999999"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--seconds", "nan"], "--seconds must be above 0 and at most 3600, got nan"),
     (["--seconds", "inf"], "--seconds must be above 0 and at most 3600, got inf"),
