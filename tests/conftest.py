@@ -63,10 +63,10 @@ def edge_h5(tmp_path):
     return path
 
 
-def run_cli(*args, timeout=120):
+def run_cli(*args, timeout=120, env: dict | None = None):
     """Run a front (run_replay.py, run_live.py) as a user would, from the repository, its SIGINT a
-    terminal's (default_sigint)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    terminal's (default_sigint). env: variables to add."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, preexec_fn=default_sigint)
 
