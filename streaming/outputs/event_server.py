@@ -34,7 +34,8 @@ def serve_events(source: Source, address: str, *, rate: float = 1.0,
     try:
         if on_listening is not None:
             on_listening()
-        _wait_for_readers(writer, wait_clients)  # so that a slow-starting reader misses nothing
+        if wait_clients:
+            _wait_for_readers(writer, wait_clients)  # so that a slow-starting reader misses nothing
         return _forward(_event_stores(source, rate), writer)
     finally:
         _hang_up(writer, port)

@@ -26,7 +26,8 @@ from streaming.sources.interleave import Interleaver
 
 IDLE_SLEEP_S = 0.001  # live inputs return None until the next batch: poll, don't spin
 GREETING_TIMEOUT_S = 5.0  # a DV server sends its stream's description the moment a reader connects:
-DV_HEADER_ID = b"IOHE"  # its 12 first bytes: the description's size, its flatbuffer's root offset, this
+GREETING_BYTES = 12  # its size (4 bytes), its flatbuffer's root offset (4) and identifier (4):
+DV_HEADER_ID = b"IOHE"
 BACKGROUND_ACTIVITY_US = 2000  # dv-processing's default support window for the denoiser
 
 
@@ -193,11 +194,11 @@ def _greeted(host: str, port: int, url: str):
         raise SourceUnavailable(f"cannot connect to {url}: is the server running? ({e.strerror or e})") from None
     with probe:
         try:
-            while len(greeting) < 12 and (chunk := probe.recv(12 - len(greeting))):
+            while len(greeting) < GREETING_BYTES and (chunk := probe.recv(GREETING_BYTES - len(greeting))):
                 greeting += chunk
         except OSError:  # a timeout or a reset: what came is judged below
             pass
-        if greeting[8:12] != DV_HEADER_ID:
+        if greeting[8:GREETING_BYTES] != DV_HEADER_ID:
             heard = "sent nothing" if not greeting else "did not answer as a DV server does"
             raise SourceUnavailable(f"{url} accepted the connection but {heard} within {GREETING_TIMEOUT_S:g} s: is "
                                     f"it a DV event stream? (the DV software's network output, or run_live.py "
