@@ -181,12 +181,13 @@ def parse_address(text: str) -> tuple[str, int]:
 @contextmanager
 def _greeted(host: str, port: int, url: str):
     """Open while a DV server has been heard on a plain socket. dv's reader waits for the
-    server's stream description inside C++ without letting Python hear Ctrl-C: a server that
-    accepts a connection and never sends it (a web server, a ZeroMQ port, a stuck process) would
-    hang the program. A plain socket waits for a bounded time: a DV server's first bytes are the
-    description's size and a flatbuffer marked "IOHE". It stays open until dv's reader is
-    connected: a server in this process (serve_events) reports a closed connection on a thread
-    that needs the GIL, which dv's reader holds while it connects."""
+    server's stream description without end and without a word: a server that accepts a
+    connection and never sends it (a web server, a ZeroMQ port, a stuck process) would leave the
+    run silent until Ctrl-C. A plain socket waits for a bounded time: a DV server's first bytes
+    are the description's size and a flatbuffer marked "IOHE". It stays open until dv's reader
+    is connected: closed before, it hung a server in this process (serve_events, in the tests),
+    whose writer reports a closed connection on a thread that needs the GIL, which dv's reader
+    holds while it connects."""
     greeting = b""
     try:
         probe = socket.create_connection((host, port), timeout=GREETING_TIMEOUT_S)
